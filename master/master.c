@@ -1,0 +1,158 @@
+/*
+ * master.c — the master's event loop: one epoll over the signalfd, a
+ * 100 ms timerfd (repair, respawn, janitor) and the broker socketpairs. It
+ * never speaks the client protocol and never waits on a pool lock.
+ * Signals: SIGINT graceful shutdown, SIGTERM graceful with a deadline,
+ * SIGQUIT immediate; SIGCHLD reaps workers.
+ */
+#include "master.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+struct master M;
+
+#define TAG_SIGNAL (-1)
+#define TAG_TIMER (-2)
+#define SIGTERM_DEADLINE_USEC 10000000ull
+
+static void add(int fd, int tag)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(int64_t)tag};
+	if (epoll_ctl(M.epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		log_error(LOG_ERR, errno, "epoll_ctl(ADD) failed");
+}
+
+void master_epoll_add_broker(int index)
+{
+	add(M.broker_master[index], index);
+}
+
+void master_epoll_del_broker(int index)
+{
+	epoll_ctl(M.epfd, EPOLL_CTL_DEL, M.broker_master[index], NULL);
+}
+
+static int setup(void)
+{
+	struct itimerspec its = {.it_interval = {0, 100000000}, .it_value = {0, 100000000}};
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	M.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	M.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	M.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (M.sig_fd < 0 || M.timer_fd < 0 || M.epfd < 0) {
+		log_error(LOG_CRIT, errno, "signalfd/timerfd/epoll setup failed");
+		return ST_ERROR;
+	}
+	timerfd_settime(M.timer_fd, 0, &its, NULL);
+	add(M.sig_fd, TAG_SIGNAL);
+	add(M.timer_fd, TAG_TIMER);
+	return ST_OK;
+}
+
+static void signal_workers(int sig)
+{
+	for (int i = 0; i < M.cfg.workers; i++) {
+		pid_t pid = atomic_load(&M.shm.workers[i].pid);
+		if (pid > 0)
+			kill(pid, sig);
+	}
+}
+
+static void begin_shutdown(int sig)
+{
+	if (sig == SIGQUIT || (sig == SIGTERM && M.shutdown_mode == SIGTERM)) {
+		log_error(LOG_INFO, 0, "immediate shutdown");
+		signal_workers(SIGQUIT);
+		M.shutdown_mode = SIGQUIT;
+		return;
+	}
+	if (M.shutdown_mode)
+		return;
+	log_error(LOG_INFO, 0, "got %s: graceful shutdown, waiting for clients to finish",
+	          sig == SIGINT ? "SIGINT" : "SIGTERM");
+	M.shutdown_mode = sig;
+	M.shutdown_deadline = sig == SIGTERM ? now_usec() + SIGTERM_DEADLINE_USEC : 0;
+	atomic_fetch_or(&M.shm.hdr->flags, SHM_F_SHUTDOWN);
+	signal_workers(SIGTERM);
+}
+
+static void on_signal(void)
+{
+	struct signalfd_siginfo si;
+	while (read(M.sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD: master_reap_children(); break;
+		case SIGHUP: log_error(LOG_INFO, 0, "SIGHUP: reload is not supported yet"); break;
+		default: begin_shutdown((int)si.ssi_signo); break;
+		}
+	}
+}
+
+static bool workers_alive(void)
+{
+	for (int i = 0; i < M.cfg.workers; i++)
+		if (atomic_load(&M.shm.workers[i].pid) > 0)
+			return true;
+	return false;
+}
+
+static void on_tick(void)
+{
+	static unsigned ticks;
+	uint64_t v;
+	if (read(M.timer_fd, &v, sizeof(v)) < 0)
+		return;
+	master_reap_children();
+	master_repair_tick();
+	if (++ticks % 10 == 0)
+		master_broker_janitor();
+	if (M.shutdown_deadline && now_usec() > M.shutdown_deadline) {
+		log_error(LOG_INFO, 0, "shutdown deadline passed: closing remaining clients");
+		signal_workers(SIGQUIT);
+		M.shutdown_deadline = 0;
+	}
+}
+
+int master_run(void)
+{
+	struct epoll_event evs[32];
+
+	if (setup() != ST_OK)
+		return EXIT_RESPAWN;
+	for (int i = 0; i < M.cfg.workers; i++)
+		if (master_spawn_worker(i) != ST_OK)
+			return EXIT_RESPAWN;
+	for (;;) {
+		int n = epoll_wait(M.epfd, evs, 32, -1);
+		if (n < 0 && errno != EINTR) {
+			log_error(LOG_CRIT, errno, "epoll_wait() failed");
+			return EXIT_RESPAWN;
+		}
+		for (int i = 0; i < n; i++) {
+			int tag = (int)(int64_t)evs[i].data.u64;
+			if (tag == TAG_SIGNAL)
+				on_signal();
+			else if (tag == TAG_TIMER)
+				on_tick();
+			else
+				master_broker_on_message(tag);
+		}
+		if (M.shutdown_mode && !workers_alive())
+			return 0;
+	}
+}

@@ -1,0 +1,52 @@
+/*
+ * master.h — the master process's modules: listening sockets, the fd broker,
+ * server address resolution, worker supervision.
+ */
+#ifndef PGSHOAL_MASTER_H
+#define PGSHOAL_MASTER_H
+
+#include "shm/config.h"
+#include "shm/shm.h"
+#include "worker/worker_main.h"
+
+struct master {
+	struct config cfg;
+	struct shm shm;
+	struct worker_env env; /* what each worker inherits; broker_fd set per fork */
+	int epfd, sig_fd, timer_fd;
+	int *broker_master; /* master's end of each worker's socketpair */
+	int *broker_worker; /* worker's end, kept for respawns */
+	bool *repair_pending;
+	uint64_t *restart_after; /* backoff: earliest respawn time, usec */
+	int shutdown_mode;       /* 0 running, SIGINT, SIGTERM, SIGQUIT */
+	uint64_t shutdown_deadline;
+};
+
+extern struct master M;
+
+/* listen.c */
+int master_listen(const struct config *cfg, int *fds, int max);
+void master_unlink_socket(const struct config *cfg);
+
+/* broker.c */
+int master_broker_init(int nslots);
+void master_broker_on_message(int worker);
+void master_broker_close_slot(int slot);
+void master_broker_settle(void);
+void master_broker_close_all_in_child(void);
+void master_broker_janitor(void);
+
+/* dns.c */
+int master_dns_resolve_all(const struct config *cfg, struct shm *shm);
+
+/* supervise.c */
+int master_spawn_worker(int index);
+void master_reap_children(void);
+void master_repair_tick(void);
+int master_run(void);
+
+/* master.c */
+void master_epoll_add_broker(int index);
+void master_epoll_del_broker(int index);
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * config.h — the validated configuration. A fixed-size plain struct (no
+ * pointers) so that the master can publish it as a snapshot in shared memory
+ * and every process reads the same bytes. Loaded from a libconfig file by
+ * config_load(); all times are in seconds (double), as in PgBouncer.
+ */
+#ifndef PGSHOAL_CONFIG_H
+#define PGSHOAL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CFG_NAME_LEN 64
+#define CFG_HOST_LEN 256
+#define CFG_PATH_LEN 256
+#define CFG_QUERY_LEN 512
+#define CFG_PASSWORD_LEN 256
+#define CFG_MAX_DBS 64
+#define CFG_MAX_USERS 64
+
+enum pool_mode {
+	POOL_INHERIT = -1, /* per-db / per-user entry: use the global pool_mode */
+	POOL_SESSION = 0,
+	POOL_TRANSACTION = 1,
+	POOL_STATEMENT = 2,
+};
+
+struct config_db {
+	char name[CFG_NAME_LEN];          /* "*" = fallback for any database */
+	char host[CFG_HOST_LEN];          /* name, address, or unix socket directory ("/...") */
+	int port;                         /* default 5432 */
+	char dbname[CFG_NAME_LEN];        /* server database; "" = same as name (client's for "*") */
+	char user[CFG_NAME_LEN];          /* forced server user; "" = client's user */
+	char password[CFG_PASSWORD_LEN];  /* server password; "" = none */
+	int pool_size;                    /* -1 = default_pool_size */
+	int min_pool_size;                /* -1 = global min_pool_size */
+	int reserve_pool_size;            /* -1 = global reserve_pool_size */
+	int pool_mode;                    /* enum pool_mode, POOL_INHERIT = global */
+	int max_db_connections;           /* -1 = global; 0 = unlimited */
+	char connect_query[CFG_QUERY_LEN]; /* run once on each new server connection */
+	char application_name[CFG_NAME_LEN]; /* from conninfo, optional */
+};
+
+struct config_user {
+	char name[CFG_NAME_LEN];
+	int pool_mode;            /* POOL_INHERIT = use the database's / global */
+	int max_user_connections; /* -1 = global; 0 = unlimited */
+};
+
+struct config {
+	char path[CFG_PATH_LEN]; /* the file this was loaded from */
+
+	/* listening */
+	char listen_addr[CFG_HOST_LEN];     /* "" = no TCP; "*" = all; default "127.0.0.1" */
+	int listen_port;                    /* default 6432 */
+	char unix_socket_dir[CFG_PATH_LEN]; /* "" = no unix socket; default "/tmp" */
+	int listen_backlog;                 /* default 128 */
+
+	/* processes */
+	int workers; /* default: number of CPUs (0 in the file = auto) */
+
+	/* pooling */
+	int pool_mode;           /* default session (PgBouncer's default) */
+	int max_client_conn;     /* default 100 */
+	int default_pool_size;   /* default 20 */
+	int min_pool_size;       /* default 0 */
+	int reserve_pool_size;   /* default 0 */
+	double reserve_pool_timeout; /* default 5 */
+	int max_db_connections;  /* default 0 = unlimited */
+	int max_user_connections; /* default 0 = unlimited */
+	int max_pools;           /* pool table rows: (database, user) pairs; default 64 */
+
+	char server_reset_query[CFG_QUERY_LEN]; /* default "DISCARD ALL" */
+	bool server_reset_query_always;          /* default false */
+	char server_check_query[CFG_QUERY_LEN];  /* default "select 1"; "" disables */
+	double server_check_delay;               /* default 30 */
+	double server_idle_timeout;              /* default 600 */
+	double server_lifetime;                  /* default 3600 */
+	double server_connect_timeout;           /* default 15 */
+	double server_login_retry;               /* default 15 */
+
+	double query_timeout;            /* default 0 = off */
+	double query_wait_timeout;       /* default 120 */
+	double client_idle_timeout;      /* default 0 = off */
+	double client_login_timeout;     /* default 60 */
+	double idle_transaction_timeout; /* default 0 = off */
+
+	/* logging and files */
+	char logfile[CFG_PATH_LEN]; /* "" = stderr only */
+	char pidfile[CFG_PATH_LEN]; /* "" = none */
+	bool log_connections;       /* default true */
+	bool log_disconnections;    /* default true */
+	bool log_pooler_errors;     /* default true */
+	int verbose;                /* default 0; 1 = state debug, 2 = all debug */
+
+	/* network */
+	int pkt_buf;        /* per-connection I/O buffer, bytes; default 8192, 1024..1048576 */
+	bool tcp_keepalive; /* default true */
+	int max_packet_size; /* largest message accepted from a client; default 2147483647 (PgBouncer's) */
+
+	int ndbs;
+	struct config_db dbs[CFG_MAX_DBS];
+	int nusers;
+	struct config_user users[CFG_MAX_USERS];
+};
+
+/*
+ * Load and validate FILE into *out (defaults first, then the file).
+ * On error returns -1 and writes "FILE:LINE: message" (or "FILE: message"
+ * when no line applies) into err. Unknown settings, wrong types and
+ * out-of-range values are errors.
+ */
+int config_load(const char *file, struct config *out, char *err, size_t errlen);
+
+/* Defaults alone (no file). */
+void config_defaults(struct config *out);
+
+/* Find the database entry for a client's database name: exact match first,
+ * then "*"; NULL if none. */
+const struct config_db *config_find_db(const struct config *cfg, const char *name);
+const struct config_user *config_find_user(const struct config *cfg, const char *name);
+
+/* Effective settings for a (db, user) pair, resolving -1 / POOL_INHERIT. */
+int config_pool_mode(const struct config *cfg, const struct config_db *db, const char *user);
+int config_pool_size(const struct config *cfg, const struct config_db *db);
+int config_reserve_size(const struct config *cfg, const struct config_db *db);
+int config_min_pool_size(const struct config *cfg, const struct config_db *db);
+int config_max_db_connections(const struct config *cfg, const struct config_db *db);
+int config_max_user_connections(const struct config *cfg, const char *user);
+
+const char *config_pool_mode_name(int mode);
+
+#endif

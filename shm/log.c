@@ -1,0 +1,110 @@
+/*
+ * log.c — the logger used by every process: one line per event, with the
+ * time, the pid and the process role, to stderr and/or the logfile.
+ * Writes with a single write(2) so lines from several processes sharing the
+ * file do not interleave.
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+unsigned log_debug_mask;
+int log_min_level = LOG_INFO;
+
+static int log_fd = -1;
+static bool log_stderr = true;
+static char log_role[32] = "pgshoal";
+
+static const char *level_name(int level)
+{
+	switch (level) {
+	case LOG_EMERG:
+	case LOG_ALERT:
+	case LOG_CRIT: return "FATAL";
+	case LOG_ERR: return "ERROR";
+	case LOG_WARNING: return "WARNING";
+	case LOG_NOTICE:
+	case LOG_INFO: return "LOG";
+	default: return "DEBUG";
+	}
+}
+
+void log_open(const char *logfile, bool to_stderr)
+{
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = -1;
+	if (logfile && logfile[0]) {
+		log_fd = open(logfile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (log_fd < 0)
+			log_error(LOG_ERR, errno, "open(\"%s\") failed", logfile);
+	}
+	log_stderr = to_stderr || log_fd < 0;
+}
+
+void log_set_role(const char *role)
+{
+	strlcpy_s(log_role, role, sizeof(log_role));
+}
+
+void log_error(int level, int err, const char *fmt, ...)
+{
+	char line[2048];
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+	va_list ap;
+
+	if (level > log_min_level && level != LOG_DEBUG)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	n = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
+	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ld [%d] %s %s: ", ts.tv_nsec / 1000000,
+	                      (int)getpid(), log_role, level_name(level));
+	va_start(ap, fmt);
+	if (n < sizeof(line))
+		n += (size_t)vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	if (err && n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " (errno: %s)", strerror(err));
+	if (n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	if (log_fd >= 0 && write(log_fd, line, n) < 0) {
+		/* nothing better to do: the log itself failed */
+	}
+	if (log_stderr && write(STDERR_FILENO, line, n) < 0) {
+	}
+}
+
+uint64_t now_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t wall_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+size_t strlcpy_s(char *dst, const char *src, size_t size)
+{
+	size_t len = strlen(src);
+	if (size) {
+		size_t n = len < size - 1 ? len : size - 1;
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
+}

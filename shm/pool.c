@@ -1,0 +1,440 @@
+/*
+ * pool.c — lease, release and hand over server slots in the shared pool
+ * table (pool.h). Runs in every worker and, for janitor and repair steps, in
+ * the master (trylock only). Invariants kept here:
+ *  - slots of a pool that are not FREE never exceed pool_size (+ reserve
+ *    when granted), nor the database's / user's connection limits;
+ *  - the waiter FIFO is served oldest first, across all workers;
+ *  - critical sections touch shared memory only: no syscall, no allocation,
+ *    no logging.
+ */
+#include "pool.h"
+
+#include <string.h>
+
+static struct shm_pool *pool_row(struct shm *s, int pool)
+{
+	return &s->pools[pool];
+}
+
+static int first_slot(struct shm *s, int pool)
+{
+	return pool * (int)s->hdr->slots_per_pool;
+}
+
+static int32_t *idle_stack(struct shm *s, int pool)
+{
+	return s->idle + first_slot(s, pool);
+}
+
+/* Accounts: one per database name and per user name, under table_lock. */
+static int find_account(struct shm *s, int base, const char *name)
+{
+	int free_row = -1;
+	for (int i = 0; i < (int)s->hdr->max_pools; i++) {
+		struct shm_account *a = &s->accounts[base + i];
+		if (!atomic_load_explicit(&a->used, memory_order_acquire)) {
+			if (free_row < 0)
+				free_row = i;
+		} else if (strcmp(a->name, name) == 0) {
+			return base + i;
+		}
+	}
+	if (free_row < 0)
+		return -1;
+	strlcpy_s(s->accounts[base + free_row].name, name, CFG_NAME_LEN);
+	atomic_store_explicit(&s->accounts[base + free_row].used, 1, memory_order_release);
+	return base + free_row;
+}
+
+static int lookup_pool(struct shm *s, const char *db, const char *user)
+{
+	for (int p = 0; p < (int)s->hdr->max_pools; p++) {
+		struct shm_pool *row = pool_row(s, p);
+		if (!atomic_load_explicit(&row->used, memory_order_acquire))
+			return -1; /* rows are taken in order and never given back */
+		if (strcmp(row->db, db) == 0 && strcmp(row->user, user) == 0)
+			return p;
+	}
+	return -1;
+}
+
+int shm_pool_find(struct shm *s, const char *db, const char *user, const struct pool_limits *lim)
+{
+	int p = lookup_pool(s, db, user);
+	if (p >= 0)
+		return p;
+	shm_mutex_lock(&s->hdr->table_lock);
+	p = lookup_pool(s, db, user);
+	if (p < 0) {
+		for (int i = 0; i < (int)s->hdr->max_pools; i++) {
+			struct shm_pool *row = pool_row(s, i);
+			if (atomic_load_explicit(&row->used, memory_order_relaxed))
+				continue;
+			strlcpy_s(row->db, db, CFG_NAME_LEN);
+			strlcpy_s(row->user, user, CFG_NAME_LEN);
+			row->db_acct = find_account(s, 0, db);
+			row->user_acct = find_account(s, (int)s->hdr->max_pools, user);
+			shm_pool_set_limits(s, i, lim);
+			atomic_store_explicit(&row->used, 1, memory_order_release);
+			p = i;
+			break;
+		}
+	}
+	shm_mutex_unlock(&s->hdr->table_lock);
+	return p;
+}
+
+void shm_pool_set_limits(struct shm *s, int pool, const struct pool_limits *lim)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	int cap = (int)s->hdr->slots_per_pool;
+
+	shm_mutex_lock(&row->lock);
+	row->pool_size = lim->pool_size < cap ? lim->pool_size : cap;
+	row->reserve_size = lim->reserve_size;
+	row->max_db_conns = lim->max_db_conns;
+	row->max_user_conns = lim->max_user_conns;
+	row->mode = lim->mode;
+	shm_mutex_unlock(&row->lock);
+}
+
+/* Take one connection from an account if below its limit (0 = unlimited). */
+static bool account_take(struct shm *s, int acct, int limit)
+{
+	atomic_int *c = &s->accounts[acct].conns;
+	int v = atomic_load_explicit(c, memory_order_relaxed);
+	do {
+		if (limit > 0 && v >= limit)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(c, &v, v + 1, memory_order_relaxed,
+	                                                memory_order_relaxed));
+	return true;
+}
+
+static void account_give(struct shm *s, int acct)
+{
+	atomic_fetch_sub_explicit(&s->accounts[acct].conns, 1, memory_order_relaxed);
+}
+
+/* Under lock: reserve a FREE slot for `worker` to connect, within limits. */
+static int reserve_slot(struct shm *s, int pool, int worker, bool use_reserve)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	int limit = row->pool_size + (use_reserve ? row->reserve_size : 0);
+	int cap = (int)s->hdr->slots_per_pool;
+
+	if (limit > cap)
+		limit = cap;
+	if (row->nservers >= limit)
+		return -1;
+	if (!account_take(s, row->db_acct, row->max_db_conns))
+		return -1;
+	if (!account_take(s, row->user_acct, row->max_user_conns)) {
+		account_give(s, row->db_acct);
+		return -1;
+	}
+	for (int i = first_slot(s, pool); i < first_slot(s, pool) + cap; i++) {
+		struct shm_slot *sl = shm_slot(s, i);
+		if (atomic_load_explicit(&sl->state, memory_order_relaxed) != SLOT_FREE)
+			continue;
+		atomic_store_explicit(&sl->state, SLOT_CONNECTING, memory_order_relaxed);
+		atomic_store_explicit(&sl->owner, worker, memory_order_relaxed);
+		atomic_store_explicit(&sl->client, -1, memory_order_relaxed);
+		row->nservers++;
+		row->nconnecting++;
+		return i;
+	}
+	account_give(s, row->db_acct);
+	account_give(s, row->user_acct);
+	return -1;
+}
+
+/* Under lock: pop an idle slot, preferring one this worker has a socket for. */
+static int pop_idle(struct shm *s, int pool, const uint32_t *local_gen)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	int32_t *stack = idle_stack(s, pool);
+	int pick = row->nidle - 1;
+	int slot;
+
+	for (int k = row->nidle - 1; local_gen && k >= 0 && k >= row->nidle - 8; k--) {
+		int i = stack[k];
+		if (local_gen[i] == atomic_load_explicit(&shm_slot(s, i)->gen, memory_order_relaxed)) {
+			pick = k;
+			break;
+		}
+	}
+	slot = stack[pick];
+	stack[pick] = stack[row->nidle - 1];
+	row->nidle--;
+	return slot;
+}
+
+static void lease_to(struct shm *s, int slot, int client)
+{
+	struct shm_slot *sl = shm_slot(s, slot);
+	atomic_store_explicit(&sl->state, SLOT_ACTIVE, memory_order_relaxed);
+	atomic_store_explicit(&sl->owner, shm_client_worker(s, client), memory_order_relaxed);
+	atomic_store_explicit(&sl->client, client, memory_order_relaxed);
+	sl->client_gen = atomic_load_explicit(&shm_client(s, client)->gen, memory_order_relaxed);
+}
+
+static void enqueue(struct shm *s, struct shm_pool *row, int client, uint64_t now)
+{
+	struct shm_client *c = shm_client(s, client);
+	if (c->queued)
+		return;
+	c->queued = 1;
+	c->wait_next = -1;
+	c->wait_since_usec = now;
+	if (row->wait_tail >= 0)
+		shm_client(s, row->wait_tail)->wait_next = client;
+	else
+		row->wait_head = client;
+	row->wait_tail = client;
+	row->nwaiting++;
+}
+
+static int dequeue_head(struct shm *s, struct shm_pool *row)
+{
+	int client = row->wait_head;
+	struct shm_client *c;
+	if (client < 0)
+		return -1;
+	c = shm_client(s, client);
+	row->wait_head = c->wait_next;
+	if (row->wait_head < 0)
+		row->wait_tail = -1;
+	c->queued = 0;
+	c->wait_next = -1;
+	row->nwaiting--;
+	return client;
+}
+
+int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, double login_retry,
+                   const uint32_t *local_gen, int *slot)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	int result;
+
+	*slot = -1;
+	shm_mutex_lock(&row->lock);
+	if (row->nidle > 0) {
+		*slot = pop_idle(s, pool, local_gen);
+		lease_to(s, *slot, client);
+		result = LEASE_GOT;
+	} else if (row->nservers == 0 && row->last_fail_usec &&
+	           now - row->last_fail_usec < (uint64_t)(login_retry * 1e6)) {
+		result = LEASE_FAILED;
+	} else {
+		enqueue(s, row, client, now);
+		result = LEASE_QUEUED;
+		if (row->nwaiting > row->nconnecting) {
+			*slot = reserve_slot(s, pool, shm_client_worker(s, client), false);
+			if (*slot >= 0)
+				result = LEASE_CONNECT;
+		}
+	}
+	shm_mutex_unlock(&row->lock);
+	return result;
+}
+
+int shm_pool_grow(struct shm *s, int pool, int worker, bool use_reserve, int *slot)
+{
+	struct shm_pool *row = pool_row(s, pool);
+
+	*slot = -1;
+	shm_mutex_lock(&row->lock);
+	if (row->nwaiting > row->nconnecting)
+		*slot = reserve_slot(s, pool, worker, use_reserve);
+	shm_mutex_unlock(&row->lock);
+	return *slot >= 0 ? ST_OK : ST_AGAIN;
+}
+
+/* Under lock: give the slot to the FIFO head, or push it idle. */
+static bool hand_or_idle(struct shm *s, int slot, uint64_t now, struct shm_handoff *h, int *to_worker)
+{
+	struct shm_slot *sl = shm_slot(s, slot);
+	struct shm_pool *row = pool_row(s, sl->pool);
+	int client = dequeue_head(s, row);
+
+	if (client >= 0) {
+		lease_to(s, slot, client);
+		h->client = client;
+		h->client_gen = sl->client_gen;
+		h->slot = slot;
+		h->slot_gen = atomic_load_explicit(&sl->gen, memory_order_relaxed);
+		*to_worker = shm_client_worker(s, client);
+		return true;
+	}
+	atomic_store_explicit(&sl->state, SLOT_IDLE, memory_order_relaxed);
+	atomic_store_explicit(&sl->owner, -1, memory_order_relaxed);
+	atomic_store_explicit(&sl->client, -1, memory_order_relaxed);
+	sl->idle_since_usec = now;
+	idle_stack(s, sl->pool)[row->nidle++] = slot;
+	return false;
+}
+
+bool shm_pool_release(struct shm *s, int slot, uint64_t now, struct shm_handoff *h, int *to_worker)
+{
+	struct shm_pool *row = pool_row(s, shm_slot(s, slot)->pool);
+	bool handed;
+
+	shm_mutex_lock(&row->lock);
+	handed = hand_or_idle(s, slot, now, h, to_worker);
+	shm_mutex_unlock(&row->lock);
+	return handed;
+}
+
+bool shm_pool_connected(struct shm *s, int slot, uint64_t now, struct shm_handoff *h, int *to_worker)
+{
+	struct shm_slot *sl = shm_slot(s, slot);
+	struct shm_pool *row = pool_row(s, sl->pool);
+	bool handed;
+
+	shm_mutex_lock(&row->lock);
+	row->nconnecting--;
+	row->last_fail_usec = 0;
+	sl->created_usec = now;
+	handed = hand_or_idle(s, slot, now, h, to_worker);
+	shm_mutex_unlock(&row->lock);
+	return handed;
+}
+
+/* Under lock: the slot becomes FREE with a new generation. */
+static void free_slot_locked(struct shm *s, struct shm_pool *row, struct shm_slot *sl)
+{
+	if (atomic_load_explicit(&sl->state, memory_order_relaxed) == SLOT_CONNECTING)
+		row->nconnecting--;
+	atomic_store_explicit(&sl->state, SLOT_FREE, memory_order_relaxed);
+	atomic_store_explicit(&sl->owner, -1, memory_order_relaxed);
+	atomic_store_explicit(&sl->client, -1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sl->gen, 1, memory_order_release);
+	row->nservers--;
+	account_give(s, row->db_acct);
+	account_give(s, row->user_acct);
+}
+
+void shm_pool_slot_free(struct shm *s, int slot, uint64_t now, bool failed, const char *err)
+{
+	struct shm_slot *sl = shm_slot(s, slot);
+	struct shm_pool *row = pool_row(s, sl->pool);
+
+	shm_mutex_lock(&row->lock);
+	if (atomic_load_explicit(&sl->state, memory_order_relaxed) != SLOT_FREE)
+		free_slot_locked(s, row, sl);
+	if (failed) {
+		row->last_fail_usec = now ? now : 1;
+		strlcpy_s(row->last_error, err ? err : "server login failed", sizeof(row->last_error));
+	}
+	shm_mutex_unlock(&row->lock);
+}
+
+bool shm_pool_pop_failed_waiter(struct shm *s, int pool, struct shm_handoff *h, int *to_worker)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	int client = -1;
+
+	shm_mutex_lock(&row->lock);
+	if (row->nservers == 0 && row->last_fail_usec)
+		client = dequeue_head(s, row);
+	shm_mutex_unlock(&row->lock);
+	if (client < 0)
+		return false;
+	h->client = client;
+	h->client_gen = atomic_load_explicit(&shm_client(s, client)->gen, memory_order_relaxed);
+	h->slot = -1;
+	h->slot_gen = 0;
+	*to_worker = shm_client_worker(s, client);
+	return true;
+}
+
+void shm_pool_last_error(struct shm *s, int pool, char *buf, size_t len)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	shm_mutex_lock(&row->lock);
+	strlcpy_s(buf, row->last_error[0] ? row->last_error : "server login failed", len);
+	shm_mutex_unlock(&row->lock);
+}
+
+bool shm_pool_claim_idle(struct shm *s, int slot, uint32_t gen, int worker)
+{
+	struct shm_slot *sl = shm_slot(s, slot);
+	struct shm_pool *row = pool_row(s, sl->pool);
+	int32_t *stack = idle_stack(s, sl->pool);
+	bool claimed = false;
+
+	shm_mutex_lock(&row->lock);
+	if (atomic_load_explicit(&sl->state, memory_order_relaxed) == SLOT_IDLE &&
+	    atomic_load_explicit(&sl->gen, memory_order_relaxed) == gen) {
+		for (int k = 0; k < row->nidle; k++) {
+			if (stack[k] != slot)
+				continue;
+			stack[k] = stack[--row->nidle];
+			break;
+		}
+		atomic_store_explicit(&sl->state, SLOT_ACTIVE, memory_order_relaxed);
+		atomic_store_explicit(&sl->owner, worker, memory_order_relaxed);
+		atomic_store_explicit(&sl->client, -1, memory_order_relaxed);
+		claimed = true;
+	}
+	shm_mutex_unlock(&row->lock);
+	return claimed;
+}
+
+bool shm_pool_dequeue(struct shm *s, int pool, int client)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	struct shm_client *c = shm_client(s, client);
+	bool found = false;
+
+	shm_mutex_lock(&row->lock);
+	if (c->queued) {
+		int prev = -1;
+		for (int i = row->wait_head; i >= 0; prev = i, i = shm_client(s, i)->wait_next) {
+			if (i != client)
+				continue;
+			if (prev < 0)
+				row->wait_head = c->wait_next;
+			else
+				shm_client(s, prev)->wait_next = c->wait_next;
+			if (row->wait_tail == client)
+				row->wait_tail = prev;
+			row->nwaiting--;
+			found = true;
+			break;
+		}
+		c->queued = 0;
+		c->wait_next = -1;
+	}
+	shm_mutex_unlock(&row->lock);
+	return found;
+}
+
+void shm_pool_set_welcome(struct shm *s, int pool, const char *msgs, uint32_t len)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	if (len > sizeof(row->welcome))
+		return;
+	shm_mutex_lock(&row->lock);
+	if (!row->welcome_params_set) {
+		memcpy(row->welcome, msgs, len);
+		row->welcome_len = len;
+		row->welcome_params_set = 1;
+	}
+	shm_mutex_unlock(&row->lock);
+}
+
+uint32_t shm_pool_get_welcome(struct shm *s, int pool, char *buf, uint32_t cap)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	uint32_t len = 0;
+	shm_mutex_lock(&row->lock);
+	if (row->welcome_params_set && row->welcome_len <= cap) {
+		len = row->welcome_len;
+		memcpy(buf, row->welcome, len);
+	}
+	shm_mutex_unlock(&row->lock);
+	return len;
+}

@@ -1,0 +1,79 @@
+/*
+ * pool.h — the shared pool table: one row per (database, user), each guarded
+ * by its own futex mutex. Leasing, releasing and handing server slots over
+ * between workers all go through here; every function keeps its critical
+ * section free of syscalls, allocation and logging.
+ */
+#ifndef PGSHOAL_POOL_H
+#define PGSHOAL_POOL_H
+
+#include "shm.h"
+
+struct pool_limits {
+	int pool_size, reserve_size, max_db_conns, max_user_conns, mode;
+};
+
+enum lease_result {
+	LEASE_GOT,     /* *slot is ACTIVE, leased to the client */
+	LEASE_QUEUED,  /* the client is on the FIFO; a handoff will come */
+	LEASE_CONNECT, /* queued, and *slot was reserved: the caller connects it */
+	LEASE_FAILED,  /* the pool has no server and its last login failed */
+};
+
+/* Find the row for (db, user), creating it with lim; -1 if the table is full. */
+int shm_pool_find(struct shm *s, const char *db, const char *user, const struct pool_limits *lim);
+/* Refresh a row's limits (after a reload). */
+void shm_pool_set_limits(struct shm *s, int pool, const struct pool_limits *lim);
+
+/*
+ * Lease a server for client `client` of `worker`. local_gen[slot] is the
+ * generation this worker has a socket for (0 = none): such idle slots are
+ * preferred, since they need no fd from the master.
+ */
+int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, double login_retry,
+                   const uint32_t *local_gen, int *slot);
+/* Waiters beyond the servers being connected: reserve a slot to connect
+ * (use_reserve: the reserve pool may be used). ST_OK with *slot, or ST_AGAIN. */
+int shm_pool_grow(struct shm *s, int pool, int worker, bool use_reserve, int *slot);
+
+/*
+ * Release a leased slot: to the longest-waiting client of any worker (true;
+ * *h says which client, *to_worker which worker must be told) or onto the
+ * idle stack (false).
+ */
+bool shm_pool_release(struct shm *s, int slot, uint64_t now, struct shm_handoff *h, int *to_worker);
+/* A CONNECTING slot logged in: count it, then release it as above. */
+bool shm_pool_connected(struct shm *s, int slot, uint64_t now, struct shm_handoff *h, int *to_worker);
+/* A slot's connection is gone (or its login failed: failed = true with err). */
+void shm_pool_slot_free(struct shm *s, int slot, uint64_t now, bool failed, const char *err);
+/* After a failed login: pop one waiter to fail if the pool has no server. */
+bool shm_pool_pop_failed_waiter(struct shm *s, int pool, struct shm_handoff *h, int *to_worker);
+void shm_pool_last_error(struct shm *s, int pool, char *buf, size_t len);
+
+/* An idle slot whose socket showed an event (the server closed it, most
+ * likely): take it off the idle stack for `worker` to close. */
+bool shm_pool_claim_idle(struct shm *s, int slot, uint32_t gen, int worker);
+
+/* Take a client off the FIFO; false if it was not on it (a handoff may be
+ * in flight to it). */
+bool shm_pool_dequeue(struct shm *s, int pool, int client);
+
+/* The pool's welcome ParameterStatus messages, saved from its first server. */
+void shm_pool_set_welcome(struct shm *s, int pool, const char *msgs, uint32_t len);
+uint32_t shm_pool_get_welcome(struct shm *s, int pool, char *buf, uint32_t cap);
+
+/* Master: a worker died. Free what it held; fill close[] with the slots
+ * whose sockets the master must close (up to max). ST_AGAIN if a pool lock
+ * was busy: call again on the next tick. */
+int shm_pool_repair_worker(struct shm *s, int worker, int *close, int max, int *nclose);
+/* Master janitor: take idle slots past their idle timeout or lifetime off the
+ * stack and free them (trylock only). */
+int shm_pool_reap_idle(struct shm *s, int pool, uint64_t now, double idle_timeout, double lifetime,
+                       int *close, int max);
+
+static inline int shm_client_worker(const struct shm *s, int client)
+{
+	return client / (int)s->hdr->clients_per_worker;
+}
+
+#endif

@@ -1,0 +1,202 @@
+/*
+ * shm.h — the shared segment: layout of every region and its records.
+ * One anonymous MAP_SHARED mapping created by the master before the first
+ * fork (nothing is left behind after a crash). Records refer to each other
+ * by index, never by pointer. Each field says who writes it and how.
+ */
+#ifndef PGSHOAL_SHM_H
+#define PGSHOAL_SHM_H
+
+#include "common.h"
+#include "config.h"
+#include "futex.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define SHM_MAGIC 0x4c534750u /* "PGSL" */
+#define SHM_VERSION 1
+#define CACHELINE 64
+
+/* Tracked server parameters: applied with SET when a client moves to a
+ * server whose values differ from what the client asked for. */
+enum shm_param {
+	PARAM_CLIENT_ENCODING,
+	PARAM_DATESTYLE,
+	PARAM_TIMEZONE,
+	PARAM_STANDARD_CONFORMING_STRINGS,
+	PARAM_APPLICATION_NAME,
+	PARAM_INTERVALSTYLE,
+	PARAM_COUNT
+};
+#define PARAM_VALUE_LEN 64
+extern const char *const shm_param_names[PARAM_COUNT];
+int shm_param_lookup(const char *name); /* -1 if not tracked */
+
+enum slot_state {
+	SLOT_FREE = 0,
+	SLOT_CONNECTING, /* reserved; its worker connects and logs in */
+	SLOT_IDLE,       /* on the pool's idle stack */
+	SLOT_ACTIVE,     /* leased by (owner, client), or handed over in flight */
+	SLOT_STATE_COUNT
+};
+extern const char *const slot_state_names[SLOT_STATE_COUNT];
+
+/* Header flags. */
+#define SHM_F_SHUTDOWN 0x1 /* master: stop accepting; workers drain */
+
+struct shm_header {
+	uint32_t magic, version;
+	uint32_t sizeof_header, sizeof_pool, sizeof_slot, sizeof_client, sizeof_worker;
+	uint32_t nworkers, max_pools, slots_per_pool, clients_per_worker, inbox_size;
+	uint32_t max_client_conn;
+	size_t off_pools, off_slots, off_idle, off_clients, off_workers, off_inbox, off_accounts,
+	    off_targets;
+	size_t total_size;
+	pid_t master_pid;
+	atomic_uint flags;          /* SHM_F_*, master only */
+	atomic_uint config_gen;     /* master only, release store */
+	atomic_int clients_total;   /* any worker: fetch_add on accept, fetch_sub on close */
+	struct shm_mutex table_lock; /* guards creating pool rows and accounts */
+};
+
+/* Connection counters shared by several pools: one per database name and
+ * one per user name, for max_db_connections / max_user_connections. */
+struct shm_account {
+	char name[CFG_NAME_LEN]; /* under table_lock, before used is set */
+	atomic_int used;         /* 0/1, release store under table_lock */
+	atomic_int conns;        /* server slots not FREE, CAS by the reserving process */
+};
+
+struct shm_pool {
+	struct shm_mutex lock;
+	atomic_int used;              /* 0/1: written under table_lock (release) */
+	char db[CFG_NAME_LEN];        /* key; under table_lock before used = 1 */
+	char user[CFG_NAME_LEN];
+	int db_acct, user_acct;       /* account indices; under table_lock */
+	/* limits in force; under lock (refreshed by whoever holds newer config) */
+	int pool_size, reserve_size, max_db_conns, max_user_conns, mode;
+	/* under lock */
+	int nservers;                 /* slots not FREE */
+	int nconnecting;              /* slots CONNECTING */
+	int nidle;                    /* entries on the idle stack */
+	int wait_head, wait_tail;     /* client indices, -1 = empty */
+	int nwaiting;
+	uint64_t last_fail_usec;      /* last failed server login, 0 = none */
+	char last_error[256];         /* that failure's message for clients */
+	/* the server's ParameterStatus set, for welcoming clients without a
+	 * server (PgBouncer's "welcome message"); under lock, once */
+	uint32_t welcome_len;
+	char welcome[1536];
+	int32_t welcome_params_set;   /* 0/1 */
+} __attribute__((aligned(CACHELINE)));
+
+struct shm_slot {
+	atomic_int state;   /* enum slot_state; under pool lock */
+	atomic_uint gen;    /* bumped under pool lock each time the slot is freed */
+	int pool;           /* fixed: slot index / slots_per_pool */
+	atomic_int owner;   /* worker leasing it, -1; under pool lock */
+	atomic_int client;  /* global client index leasing it, -1; under pool lock */
+	uint32_t client_gen;
+	/* set by the connecting worker before it publishes the slot (IDLE or
+	 * handed over under the pool lock) and read by lessees afterwards */
+	int32_t be_pid, be_key;
+	struct sockaddr_storage addr; /* server address, for cancel requests */
+	socklen_t addrlen;
+	uint64_t created_usec;
+	uint64_t idle_since_usec;     /* under pool lock */
+	/* tracked parameters as the server last reported them; written by the
+	 * process leasing the slot (single writer at a time) */
+	char params[PARAM_COUNT][PARAM_VALUE_LEN];
+} __attribute__((aligned(CACHELINE)));
+
+enum client_row_state {
+	CROW_FREE = 0,
+	CROW_USED,
+};
+
+struct shm_client {
+	atomic_uint gen;      /* bumped by its worker when the row is freed */
+	atomic_int state;     /* enum client_row_state; its worker */
+	int pool;             /* its worker; -1 before login */
+	atomic_int slot;      /* linked slot or -1; its worker, release store */
+	uint32_t cancel_key;  /* random, its worker, set before state = USED */
+	/* waiter FIFO links, under the pool lock */
+	int wait_next;
+	int queued;           /* 1 while on the FIFO */
+	uint64_t wait_since_usec;
+	uint64_t connect_usec;
+};
+
+/* A handoff pushed into a worker's inbox: slot given to one of its clients
+ * (slot >= 0), or a failure for a waiting client (slot = -1). */
+struct shm_handoff {
+	int32_t client;
+	uint32_t client_gen;
+	int32_t slot;
+	uint32_t slot_gen;
+};
+
+struct shm_worker {
+	atomic_int pid;           /* master writes at fork; 0 when dead */
+	int eventfd;              /* created by the master before forking; same number everywhere */
+	atomic_uint respawns;     /* master */
+	atomic_int nclients;      /* that worker */
+	struct shm_mutex inbox_lock;
+	uint32_t inbox_head, inbox_tail; /* under inbox_lock; ring of inbox_size */
+} __attribute__((aligned(CACHELINE)));
+
+/* Where a database entry's server is: written by the master (seqlock: odd
+ * seq while writing), read by workers when they open a connection. */
+struct shm_target {
+	atomic_uint seq;
+	int32_t ok; /* 0 = not resolved (yet) */
+	socklen_t len;
+	struct sockaddr_storage addr;
+	uint32_t addr_gen; /* bumped when the address changes */
+};
+
+struct shm {
+	struct shm_header *hdr;
+	struct shm_pool *pools;
+	struct shm_slot *slots;
+	int32_t *idle;            /* per pool: stack of slot indices, slots_per_pool each */
+	struct shm_client *clients;
+	struct shm_worker *workers;
+	struct shm_handoff *inbox; /* per worker: inbox_size entries */
+	struct shm_account *accounts; /* max_pools db accounts, then max_pools user accounts */
+	struct shm_target *targets;   /* CFG_MAX_DBS, by config database index */
+};
+
+/* Master, before forking: size from the config and map the segment. */
+int shm_create(struct shm *s, const struct config *cfg);
+void shm_destroy(struct shm *s);
+int shm_slot_count(const struct shm *s);
+int shm_client_count(const struct shm *s);
+
+static inline struct shm_slot *shm_slot(const struct shm *s, int i)
+{
+	return &s->slots[i];
+}
+static inline struct shm_client *shm_client(const struct shm *s, int i)
+{
+	return &s->clients[i];
+}
+
+/* Fake backend pid shown to clients: ((worker + 1) << 20) | row in worker. */
+#define FAKE_PID_SHIFT 20
+int shm_fake_pid(const struct shm *s, int client);
+int shm_client_from_fake_pid(const struct shm *s, int32_t pid); /* -1 if invalid */
+
+/* Worker inbox. push returns false if full (cannot happen when sized right). */
+bool shm_inbox_push(struct shm *s, int worker, const struct shm_handoff *h);
+int shm_inbox_pop_all(struct shm *s, int worker, struct shm_handoff *out, int max);
+void shm_worker_wake(struct shm *s, int worker);
+
+/* Target addresses (seqlock). read returns false if not resolved. */
+void shm_target_write(struct shm *s, int db, const struct sockaddr *addr, socklen_t len);
+bool shm_target_read(struct shm *s, int db, struct sockaddr_storage *addr, socklen_t *len);
+
+#endif

@@ -1,0 +1,13 @@
+/* unit.h — each t/unit/test_<module>.c defines register_<module>() which adds
+ * one CUnit suite; t/unit/main.c calls them all. */
+#ifndef PGSHOAL_UNIT_H
+#define PGSHOAL_UNIT_H
+#include <CUnit/CUnit.h>
+
+void register_config(void);
+void register_futex(void);
+void register_pool(void);
+void register_proto(void);
+
+#define ADD_TEST(suite, fn) CU_add_test(suite, #fn, fn)
+#endif

@@ -1,0 +1,253 @@
+/*
+ * login.c — the messages a worker itself exchanges with a server: the login
+ * (StartupMessage, cleartext/md5 password, ParameterStatus, BackendKeyData)
+ * and the queries whose replies pgshoal swallows (parameter SETs,
+ * server_reset_query, connect_query). Runs in worker processes, on slots the
+ * worker holds.
+ */
+#include "worker.h"
+#include "proto.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+struct login {
+	char user[CFG_NAME_LEN];
+	char password[CFG_PASSWORD_LEN];
+	char startup[1024];
+	size_t startup_len;
+	char welcome[sizeof(((struct shm_pool *)0)->welcome)];
+	uint32_t welcome_len;
+};
+
+void login_free(struct server *sv)
+{
+	free(sv->login);
+	sv->login = NULL;
+}
+
+void login_begin(struct server *sv, const struct config_db *db, const char *user, const char *dbname)
+{
+	struct pbuf b;
+	struct login *l = calloc(1, sizeof(*l));
+
+	if (!l) {
+		server_fail(sv, "out of memory");
+		return;
+	}
+	sv->login = l;
+	strlcpy_s(l->user, user, sizeof(l->user));
+	strlcpy_s(l->password, db->password, sizeof(l->password));
+	pb_init(&b, l->startup, sizeof(l->startup));
+	pb_u32(&b, 0);
+	pb_u32(&b, PROTO_V3);
+	pb_str(&b, "user");
+	pb_str(&b, user);
+	pb_str(&b, "database");
+	pb_str(&b, dbname);
+	pb_u8(&b, 0);
+	l->startup_len = b.len;
+	l->startup[0] = (char)(b.len >> 24);
+	l->startup[1] = (char)(b.len >> 16);
+	l->startup[2] = (char)(b.len >> 8);
+	l->startup[3] = (char)b.len;
+}
+
+static bool send_all(struct server *sv, const char *p, size_t n)
+{
+	/* login messages are small and the socket is fresh: one send suffices */
+	return send(sv->fd, p, n, MSG_NOSIGNAL) == (ssize_t)n;
+}
+
+void login_send_startup(struct server *sv)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = sv};
+	if (!sv->login || !send_all(sv, sv->login->startup, sv->login->startup_len)) {
+		server_fail(sv, "could not send startup packet to server");
+		return;
+	}
+	epoll_ctl(W.epfd, EPOLL_CTL_MOD, sv->fd, &ev);
+	sv->events = EPOLLIN;
+	server_set_state(sv, SV_LOGIN);
+}
+
+static void md5_hex(const char *a, size_t alen, const char *b, size_t blen, char out[33])
+{
+	unsigned char d[16];
+	unsigned int dlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
+	EVP_DigestUpdate(ctx, a, alen);
+	EVP_DigestUpdate(ctx, b, blen);
+	EVP_DigestFinal_ex(ctx, d, &dlen);
+	EVP_MD_CTX_free(ctx);
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static int send_password(struct server *sv, const char *pw)
+{
+	char mem[CFG_PASSWORD_LEN + 16];
+	struct pbuf b;
+	size_t pos;
+	pb_init(&b, mem, sizeof(mem));
+	pos = pb_begin(&b, 'p');
+	pb_str(&b, pw);
+	pb_end(&b, pos);
+	return !b.err && send_all(sv, b.p, b.len) ? ST_AGAIN : ST_ERROR;
+}
+
+/* AuthenticationXXX from the server. */
+static int on_auth(struct server *sv, const char *body, uint32_t len)
+{
+	struct login *l = sv->login;
+	uint32_t code = len >= 4 ? get_u32(body) : 99;
+	char inner[33], outer[36];
+
+	switch (code) {
+	case 0: return ST_AGAIN; /* AuthenticationOk */
+	case 3: return send_password(sv, l->password);
+	case 5:
+		if (len < 8)
+			return ST_ERROR;
+		md5_hex(l->password, strlen(l->password), l->user, strlen(l->user), inner);
+		memcpy(outer, "md5", 3);
+		md5_hex(inner, 32, body + 4, 4, outer + 3);
+		return send_password(sv, outer);
+	default:
+		server_fail(sv, "server asked for an authentication method pgshoal does not support yet");
+		return ST_ERROR;
+	}
+}
+
+static void keep_param(struct server *sv, const char *msg, uint32_t total)
+{
+	struct login *l = sv->login;
+	const char *name = msg + 5;
+	const char *value = memchr(name, 0, total - 5);
+	if (!value || !memchr(value + 1, 0, (size_t)(msg + total - value - 1)))
+		return;
+	params_apply_status(NULL, sv, name, value + 1);
+	if (l->welcome_len + total <= sizeof(l->welcome)) {
+		memcpy(l->welcome + l->welcome_len, msg, total);
+		l->welcome_len += total;
+	}
+}
+
+static void fail_with_server_error(struct server *sv, const char *body, uint32_t len)
+{
+	char msg[256] = "server login failed";
+	for (uint32_t i = 0; i < len && body[i];) {
+		const char *field = body + i + 1;
+		size_t flen = strnlen(field, len - i - 1);
+		if (body[i] == 'M')
+			snprintf(msg, sizeof(msg), "%.*s", (int)flen, field);
+		i += (uint32_t)flen + 2;
+	}
+	server_fail(sv, msg);
+}
+
+/* Read what is there; whole messages are handled, partial ones wait. */
+static int read_messages(struct server *sv, int (*handle)(struct server *, const char *, uint32_t))
+{
+	ssize_t n;
+	if (!buf_reserve(&sv->in))
+		return ST_ERROR;
+	buf_compact(&sv->in);
+	if (!sv->in.data && !buf_reserve(&sv->in))
+		return ST_ERROR;
+	n = recv(sv->fd, sv->in.data + sv->in.end, W.buf_size - sv->in.end, 0);
+	if (n <= 0)
+		return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? ST_AGAIN : ST_ERROR;
+	sv->in.end += (uint32_t)n;
+	while (buf_len(&sv->in) >= 5) {
+		const char *m = sv->in.data + sv->in.start;
+		uint32_t total = get_u32(m + 1) + 1;
+		int r;
+		if (total < 5 || total > W.buf_size)
+			return ST_ERROR;
+		if (buf_len(&sv->in) < total)
+			break;
+		sv->in.start += total;
+		r = handle(sv, m, total);
+		if (r != ST_AGAIN)
+			return r;
+	}
+	return ST_AGAIN;
+}
+
+static int login_message(struct server *sv, const char *m, uint32_t total)
+{
+	struct shm_slot *sl = shm_slot(W.shm, sv->slot);
+	switch (m[0]) {
+	case 'R': return on_auth(sv, m + 5, total - 5);
+	case 'S': keep_param(sv, m, total); return ST_AGAIN;
+	case 'K':
+		if (total >= 13) {
+			sl->be_pid = (int32_t)get_u32(m + 5);
+			sl->be_key = (int32_t)get_u32(m + 9);
+		}
+		return ST_AGAIN;
+	case 'E': fail_with_server_error(sv, m + 5, total - 5); return ST_ERROR;
+	case 'Z':
+		shm_pool_set_welcome(W.shm, sl->pool, sv->login->welcome, sv->login->welcome_len);
+		buf_release(&sv->in);
+		return ST_DONE;
+	default: return ST_AGAIN; /* NoticeResponse, NegotiateProtocolVersion */
+	}
+}
+
+int login_on_data(struct server *sv)
+{
+	int r = read_messages(sv, login_message);
+	if (r == ST_ERROR && sv->state != SV_NONE)
+		server_fail(sv, "server closed the connection during login");
+	return r;
+}
+
+static int sync_message(struct server *sv, const char *m, uint32_t total)
+{
+	switch (m[0]) {
+	case 'E':
+		sv->sync_failed = true;
+		log_error(LOG_WARNING, 0, "S-%d: error from a pgshoal query: %.*s", sv->slot,
+		          (int)(total - 5 > 200 ? 200 : total - 5), m + 5);
+		return ST_AGAIN;
+	case 'S':
+		if (memchr(m + 5, 0, total - 5)) {
+			const char *name = m + 5;
+			params_apply_status(sv->client, sv, name, name + strlen(name) + 1);
+		}
+		return ST_AGAIN;
+	case 'Z':
+		sv->tx = m[5];
+		buf_release(&sv->in);
+		return ST_DONE;
+	default: return ST_AGAIN;
+	}
+}
+
+int sync_on_data(struct server *sv)
+{
+	return read_messages(sv, sync_message);
+}
+
+int swallow_query(struct server *sv, const char *sql, int after)
+{
+	char mem[4096];
+	struct pbuf b;
+	pb_init(&b, mem, sizeof(mem));
+	proto_query(&b, sql);
+	if (b.err || !send_all(sv, b.p, b.len))
+		return ST_ERROR;
+	sv->after_sync = after;
+	sv->sync_failed = false;
+	server_set_state(sv, SV_SYNC);
+	server_update_events(sv);
+	return ST_OK;
+}

@@ -1,0 +1,210 @@
+/*
+ * loop.c — a worker process: worker_main() and its epoll loop. Runs in each
+ * forked worker. It accepts clients on the shared listening sockets
+ * (EPOLLEXCLUSIVE), reads handoffs from its inbox when its eventfd fires,
+ * receives sockets from the master's fd broker, and ticks timeouts. Nothing
+ * here blocks on another process (invariant 4).
+ */
+#include "worker.h"
+#include "shm/broker_msg.h"
+#include "shm/proctitle.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+struct worker W;
+
+#define TICK_MS 100
+#define MAX_EVENTS 128
+
+static int kind_listen = EV_LISTEN, kind_eventfd = EV_EVENTFD, kind_broker = EV_BROKER,
+	   kind_timer = EV_TIMER, kind_signal = EV_SIGNAL;
+static int signal_fd = -1;
+
+void worker_update_events(int fd, uint32_t *cur, uint32_t want, void *ptr)
+{
+	struct epoll_event ev = {.events = want, .data.ptr = ptr};
+	if (*cur == want)
+		return;
+	if (epoll_ctl(W.epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		log_error(LOG_ERR, errno, "epoll_ctl(MOD, %d) failed", fd);
+	*cur = want;
+}
+
+void worker_unregister(int fd)
+{
+	if (epoll_ctl(W.epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != ENOENT && errno != EBADF)
+		log_error(LOG_WARNING, errno, "epoll_ctl(DEL, %d) failed", fd);
+}
+
+static void add_fd(int fd, uint32_t events, void *ptr)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = ptr};
+	if (epoll_ctl(W.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		log_error(LOG_CRIT, errno, "epoll_ctl(ADD, %d) failed", fd);
+		exit(EXIT_RESPAWN);
+	}
+}
+
+static void setup_signals(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	/* The master's death ends us: drain like SIGTERM (DESIGN.md). */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != W.shm->hdr->master_pid)
+		exit(0);
+}
+
+static void setup_loop(void)
+{
+	struct itimerspec its = {.it_interval = {0, TICK_MS * 1000000}, .it_value = {0, TICK_MS * 1000000}};
+
+	W.epfd = epoll_create1(EPOLL_CLOEXEC);
+	W.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (W.epfd < 0 || W.timer_fd < 0 || signal_fd < 0) {
+		log_error(LOG_CRIT, errno, "epoll/timerfd/signalfd setup failed");
+		exit(EXIT_RESPAWN);
+	}
+	timerfd_settime(W.timer_fd, 0, &its, NULL);
+	for (int i = 0; i < W.nlisten; i++)
+		add_fd(W.listen_fds[i], EPOLLIN | EPOLLEXCLUSIVE, &kind_listen);
+	add_fd(W.shm->workers[W.index].eventfd, EPOLLIN, &kind_eventfd);
+	add_fd(W.broker_fd, EPOLLIN, &kind_broker);
+	add_fd(W.timer_fd, EPOLLIN, &kind_timer);
+	add_fd(signal_fd, EPOLLIN, &kind_signal);
+}
+
+static void alloc_tables(void)
+{
+	struct shm_header *h = W.shm->hdr;
+
+	W.nrows = (int)h->clients_per_worker;
+	W.first_row = W.index * W.nrows;
+	W.nslots = shm_slot_count(W.shm);
+	W.clients = calloc((size_t)W.nrows, sizeof(*W.clients));
+	W.servers = calloc((size_t)W.nslots, sizeof(*W.servers));
+	W.local_gen = calloc((size_t)W.nslots, sizeof(*W.local_gen));
+	W.handoffs = calloc(h->inbox_size, sizeof(*W.handoffs));
+	W.buf_pool_cap = 256;
+	W.buf_pool = calloc((size_t)W.buf_pool_cap, sizeof(char *));
+	if (!W.clients || !W.servers || !W.local_gen || !W.handoffs || !W.buf_pool) {
+		log_error(LOG_CRIT, errno, "calloc() failed");
+		exit(EXIT_RESPAWN);
+	}
+	for (int i = 0; i < W.nslots; i++) {
+		W.servers[i].kind = EV_SERVER;
+		W.servers[i].slot = i;
+		W.servers[i].fd = -1;
+	}
+}
+
+static void stop_accepting(void)
+{
+	if (W.draining)
+		return;
+	W.draining = true;
+	for (int i = 0; i < W.nlisten; i++)
+		worker_unregister(W.listen_fds[i]);
+	proctitle_set("pgshoal: worker (draining)");
+}
+
+static void on_signal(void)
+{
+	struct signalfd_siginfo si;
+	while (read(signal_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGQUIT)
+			exit(0);
+		if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
+			stop_accepting();
+	}
+}
+
+static void on_inbox(void)
+{
+	uint64_t v;
+	int n;
+	if (read(W.shm->workers[W.index].eventfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_error(LOG_WARNING, errno, "read() of eventfd failed");
+	n = shm_inbox_pop_all(W.shm, W.index, W.handoffs, (int)W.shm->hdr->inbox_size);
+	for (int i = 0; i < n; i++)
+		client_on_handoff(&W.handoffs[i]);
+}
+
+static void on_tick(void)
+{
+	uint64_t v;
+	if (read(W.timer_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	if (atomic_load_explicit(&W.shm->hdr->flags, memory_order_acquire) & SHM_F_SHUTDOWN)
+		stop_accepting();
+	client_tick(W.now);
+	server_tick(W.now);
+}
+
+static void dispatch(struct epoll_event *ev)
+{
+	int kind = *(int *)ev->data.ptr;
+	switch (kind) {
+	case EV_LISTEN: client_accept(-1); break;
+	case EV_EVENTFD: on_inbox(); break;
+	case EV_BROKER: fdcache_on_broker(); break;
+	case EV_TIMER: on_tick(); break;
+	case EV_SIGNAL: on_signal(); break;
+	case EV_CLIENT: client_on_event(ev->data.ptr, ev->events); break;
+	case EV_SERVER: server_on_event(ev->data.ptr, ev->events); break;
+	case EV_CANCEL: cancel_on_event(ev->data.ptr, ev->events); break;
+	default:
+		log_error(LOG_CRIT, 0, "unknown event kind %d", kind);
+		abort();
+	}
+}
+
+void worker_main(int index, const struct worker_env *env)
+{
+	char title[64];
+	struct epoll_event events[MAX_EVENTS];
+
+	W.index = index;
+	W.cfg = env->cfg;
+	W.shm = env->shm;
+	W.broker_fd = env->broker_fd;
+	W.nlisten = env->nlisten;
+	memcpy(W.listen_fds, env->listen_fds, sizeof(W.listen_fds));
+	W.buf_size = (uint32_t)W.cfg->pkt_buf;
+	snprintf(title, sizeof(title), "pgshoal: worker %d", index);
+	proctitle_set(title);
+	log_set_role(title + 9);
+	setup_signals();
+	alloc_tables();
+	setup_loop();
+	atomic_store(&W.shm->workers[index].pid, getpid());
+	for (;;) {
+		int n = epoll_wait(W.epfd, events, MAX_EVENTS, -1);
+		if (n < 0 && errno != EINTR) {
+			log_error(LOG_CRIT, errno, "epoll_wait() failed");
+			exit(EXIT_RESPAWN);
+		}
+		W.now = now_usec();
+		for (int i = 0; i < n; i++)
+			dispatch(&events[i]);
+		client_free_closed();
+		if (W.draining && W.nclients == 0)
+			exit(0);
+	}
+}

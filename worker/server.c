@@ -1,0 +1,601 @@
+/*
+ * server.c — the server connections a worker holds: opening them (a slot the
+ * pool reserved for it), starting a lease (parameter SETs), the
+ * server-to-client direction of the forwarding with the transaction-boundary
+ * check, and giving them back to the shared pool. Runs in worker processes.
+ * A worker touches a server socket only while the slot is its own (owner and
+ * generation in shared memory); registrations left from earlier leases are
+ * dropped on their first event.
+ */
+#include "worker.h"
+#include "proto.h"
+#include "shm/broker_msg.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static const char *const server_state_names[SV_STATE_COUNT] = {
+	"none", "connecting", "login", "wait_fd", "sync", "active",
+};
+
+void server_set_state(struct server *sv, enum server_state st)
+{
+	log_debug(DBG_STATE, "S-%d: %s -> %s", sv->slot, server_state_names[sv->state], server_state_names[st]);
+	sv->state = st;
+	sv->since = W.now;
+}
+
+void server_update_events(struct server *sv)
+{
+	uint32_t want = 0;
+	struct client *c = sv->client;
+
+	if (sv->fd < 0 || !sv->registered)
+		return;
+	switch (sv->state) {
+	case SV_CONNECTING: want = EPOLLOUT; break;
+	case SV_LOGIN:
+	case SV_SYNC: want = EPOLLIN; break;
+	case SV_ACTIVE:
+		/* read only when what we have read has gone to the client */
+		if (!sv->in.data || (buf_len(&sv->in) == 0 && (!c || buf_len(&c->out) == 0)))
+			want = EPOLLIN;
+		if (c && c->in.data && c->in.scan > c->in.start)
+			want |= EPOLLOUT;
+		break;
+	default: want = EPOLLIN; break;
+	}
+	worker_update_events(sv->fd, &sv->events, want, sv);
+}
+
+/* Deliver a handoff to its worker: ours directly, another's via its inbox. */
+static void deliver(const struct shm_handoff *h, int to_worker)
+{
+	if (to_worker == W.index) {
+		client_on_handoff(h);
+		return;
+	}
+	if (!shm_inbox_push(W.shm, to_worker, h))
+		log_error(LOG_ERR, 0, "inbox of worker %d full", to_worker);
+	shm_worker_wake(W.shm, to_worker);
+}
+
+/* Put a slot we hold (or that was handed to a departed client) back. */
+void server_release_unheld(int slot)
+{
+	struct shm_handoff h;
+	int to;
+	if (shm_pool_release(W.shm, slot, W.now, &h, &to))
+		deliver(&h, to);
+}
+
+static void unlink_client(struct server *sv)
+{
+	struct client *c = sv->client;
+	if (!c)
+		return;
+	c->server = NULL;
+	sv->client = NULL;
+	atomic_store_explicit(&shm_client(W.shm, c->row)->slot, -1, memory_order_release);
+	if (!c->closing && c->state == CL_ACTIVE)
+		client_set_state(c, CL_IDLE);
+}
+
+/* Bytes read from the server but not yet sent move to the client's buffer,
+ * so the server can go back to the pool before a slow client reads them. */
+static void move_leftover(struct server *sv)
+{
+	struct client *c = sv->client;
+	if (!sv->in.data)
+		return;
+	if (c && !c->closing && buf_len(&sv->in) > 0 && buf_len(&c->out) == 0) {
+		buf_release(&c->out);
+		c->out = sv->in;
+		c->out.scan = c->out.end;
+		sv->in.data = NULL;
+		sv->in.start = sv->in.end = sv->in.scan = 0;
+		return;
+	}
+	buf_release(&sv->in);
+}
+
+/* server_reset_query runs when a session ends, or at every release with
+ * server_reset_query_always (PgBouncer's rule). */
+static bool wants_reset(const struct client *c)
+{
+	if (!W.cfg->server_reset_query[0])
+		return false;
+	if (W.cfg->server_reset_query_always)
+		return true;
+	return c && c->closing && c->mode == POOL_SESSION;
+}
+
+void server_release(struct server *sv)
+{
+	struct client *c = sv->client;
+	bool reset = wants_reset(c);
+
+	move_leftover(sv);
+	unlink_client(sv);
+	if (c && !c->closing) {
+		client_update_events(c);
+		if (c->in.scan > c->in.start)
+			client_request_server(c);
+	}
+	if (reset) {
+		if (swallow_query(sv, W.cfg->server_reset_query, SYNC_THEN_RELEASE) != ST_OK)
+			server_close(sv, "reset query failed");
+		return;
+	}
+	server_set_state(sv, SV_NONE);
+	server_release_unheld(sv->slot);
+}
+
+/* Tell the master to drop its copy, and free the slot in the pool. */
+void server_close(struct server *sv, const char *reason)
+{
+	struct broker_msg m = {.type = BR_CLOSE, .slot = sv->slot, .gen = sv->gen};
+	int pool = shm_slot(W.shm, sv->slot)->pool;
+	int newslot;
+
+	log_debug(DBG_POOL, "S-%d: closing: %s", sv->slot, reason);
+	if (sv->fd >= 0) {
+		if (sv->state == SV_ACTIVE || sv->state == SV_SYNC)
+			(void)!send(sv->fd, "X\0\0\0\4", 5, MSG_NOSIGNAL | MSG_DONTWAIT);
+		shutdown(sv->fd, SHUT_RDWR);
+		fdcache_forget(sv);
+		broker_send(W.broker_fd, &m, -1);
+	}
+	login_free(sv);
+	buf_release(&sv->in);
+	unlink_client(sv);
+	server_set_state(sv, SV_NONE);
+	shm_pool_slot_free(W.shm, sv->slot, W.now, false, NULL);
+	if (shm_pool_grow(W.shm, pool, W.index, false, &newslot) == ST_OK)
+		server_connect(newslot, NULL);
+}
+
+void server_fail(struct server *sv, const char *err)
+{
+	int pool = shm_slot(W.shm, sv->slot)->pool;
+	struct shm_handoff h;
+	int to;
+
+	log_error(LOG_WARNING, 0, "S-%d: db=%s user=%s server login failed: %s", sv->slot,
+	          W.shm->pools[pool].db, W.shm->pools[pool].user, err);
+	if (sv->fd >= 0) {
+		fdcache_forget(sv);
+	}
+	login_free(sv);
+	buf_release(&sv->in);
+	server_set_state(sv, SV_NONE);
+	shm_pool_slot_free(W.shm, sv->slot, W.now, true, err);
+	while (shm_pool_pop_failed_waiter(W.shm, pool, &h, &to))
+		deliver(&h, to);
+}
+
+void server_grow_reserve(int pool)
+{
+	int slot;
+	if (shm_pool_grow(W.shm, pool, W.index, true, &slot) == ST_OK) {
+		log_error(LOG_INFO, 0, "pool %s/%s: taking a connection from the reserve pool",
+		          W.shm->pools[pool].db, W.shm->pools[pool].user);
+		server_connect(slot, NULL);
+	}
+}
+
+/* A new connection logged in (and ran connect_query): into the pool. */
+void server_publish(struct server *sv)
+{
+	struct shm_handoff h;
+	int to;
+	fdcache_deposit(sv);
+	server_set_state(sv, SV_NONE);
+	if (shm_pool_connected(W.shm, sv->slot, W.now, &h, &to))
+		deliver(&h, to);
+}
+
+static int open_socket(const struct sockaddr_storage *sa, socklen_t len)
+{
+	int one = 1;
+	int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (sa->ss_family != AF_UNIX) {
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (W.cfg->tcp_keepalive)
+			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	}
+	if (connect(fd, (const struct sockaddr *)sa, len) < 0 && errno != EINPROGRESS) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static void register_server(struct server *sv, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = sv};
+	if (epoll_ctl(W.epfd, sv->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, sv->fd, &ev) == 0) {
+		sv->registered = true;
+		sv->events = events;
+	} else {
+		log_error(LOG_ERR, errno, "epoll_ctl(server %d) failed", sv->slot);
+	}
+}
+
+/* Open the reserved slot's connection: its database entry says where. */
+void server_connect(int slot, struct client *for_client)
+{
+	struct server *sv = &W.servers[slot];
+	struct shm_slot *sl = shm_slot(W.shm, slot);
+	struct shm_pool *pool = &W.shm->pools[sl->pool];
+	const struct config_db *db = config_find_db(W.cfg, pool->db);
+	char err[160];
+
+	(void)for_client;
+	fdcache_forget(sv); /* an older generation's copy */
+	sv->gen = atomic_load_explicit(&sl->gen, memory_order_acquire);
+	sv->client = NULL;
+	sv->tx = 'I';
+	server_set_state(sv, SV_CONNECTING);
+	if (!db || !shm_target_read(W.shm, (int)(db - W.cfg->dbs), &sl->addr, &sl->addrlen)) {
+		server_fail(sv, "server address not resolved");
+		return;
+	}
+	sv->fd = open_socket(&sl->addr, sl->addrlen);
+	if (sv->fd < 0) {
+		snprintf(err, sizeof(err), "could not connect to server: %s", strerror(errno));
+		server_fail(sv, err);
+		return;
+	}
+	register_server(sv, EPOLLOUT);
+	login_begin(sv, db, db->user[0] ? db->user : pool->user, db->dbname[0] ? db->dbname : pool->db);
+}
+
+/* Lease begins (the socket is ours): bring its parameters in line with the
+ * client's, then forward. */
+void server_start(struct server *sv)
+{
+	struct client *c = sv->client;
+	char sql[2048];
+
+	if (!sv->registered)
+		register_server(sv, EPOLLIN);
+	sv->tx = 'I';
+	if (c->state == CL_LOGIN_WAIT)
+		client_send_welcome(c);
+	if (params_build_sync(c, sv, sql, sizeof(sql)) > 0) {
+		if (swallow_query(sv, sql, SYNC_THEN_FORWARD) != ST_OK) {
+			server_close(sv, "parameter sync failed");
+			client_request_server(c);
+		}
+		return;
+	}
+	server_set_state(sv, SV_ACTIVE);
+	sv->since = 0;
+	if (c->in.scan > c->in.start)
+		client_flush_to_server(c);
+	else if (c->mode != POOL_SESSION)
+		server_release(sv); /* nothing to run (e.g. a login that only wanted parameters) */
+	else
+		server_update_events(sv);
+}
+
+/* Only a slot this worker holds, at the generation it knows, is its own. */
+bool server_event_is_mine(struct server *sv)
+{
+	struct shm_slot *sl = shm_slot(W.shm, sv->slot);
+	return sv->state != SV_NONE && atomic_load_explicit(&sl->gen, memory_order_acquire) == sv->gen &&
+	       atomic_load_explicit(&sl->owner, memory_order_relaxed) == W.index;
+}
+
+/* Release condition: ReadyForQuery 'I' with nothing outstanding either way. */
+static bool at_boundary(struct server *sv)
+{
+	struct client *c = sv->client;
+	return c->mode != POOL_SESSION && sv->tx == 'I' && c->pending == 0 && !c->unsynced &&
+	       c->sc.left == 0 && c->in.scan == c->in.start;
+}
+
+static void on_ready_for_query(struct server *sv, char status)
+{
+	struct client *c = sv->client;
+	sv->tx = status;
+	if (c->pending > 0)
+		c->pending--;
+	if (c->pending == 0)
+		sv->since = 0;
+}
+
+static void on_param_status(struct server *sv, const char *body, uint32_t len)
+{
+	const char *name = body, *value;
+	const char *z = memchr(body, 0, len);
+	if (!z || !memchr(z + 1, 0, len - (uint32_t)(z + 1 - body)))
+		return;
+	value = z + 1;
+	params_apply_status(sv->client, sv, name, value);
+}
+
+/*
+ * Walk the server's messages: bodies are skipped except for ReadyForQuery
+ * and ParameterStatus, which must be whole in the buffer. Returns ST_DONE
+ * when a transaction boundary was reached (scan stops right after it),
+ * ST_ERROR on a broken stream.
+ */
+static int scan_server(struct server *sv)
+{
+	struct buf *b = &sv->in;
+	while (b->scan < b->end) {
+		char type;
+		uint32_t total;
+		int r;
+		if (sv->sc.left) {
+			uint32_t adv = b->end - b->scan < sv->sc.left ? b->end - b->scan : sv->sc.left;
+			b->scan += adv;
+			sv->sc.left -= adv;
+			continue;
+		}
+		r = proto_header(b->data + b->scan, b->end - b->scan, &type, &total, 0x7fffffff);
+		if (r <= 0)
+			return r < 0 ? ST_ERROR : ST_OK;
+		if (type == 'Z' || type == 'S') {
+			if (total > W.buf_size)
+				return ST_ERROR;
+			if (b->end - b->scan < total)
+				return ST_OK; /* wait for the whole message */
+			if (type == 'Z')
+				on_ready_for_query(sv, b->data[b->scan + 5]);
+			else
+				on_param_status(sv, b->data + b->scan + 5, total - 5);
+			b->scan += total;
+			if (type == 'Z' && at_boundary(sv))
+				return ST_DONE;
+			continue;
+		}
+		b->scan += 5;
+		sv->sc.left = total - 5;
+	}
+	return ST_OK;
+}
+
+/* Send the scanned bytes to the client; the rest waits for EPOLLOUT. */
+void server_flush_to_client(struct server *sv)
+{
+	struct client *c = sv->client;
+	struct buf *b = &sv->in;
+
+	if (!c || sv->state != SV_ACTIVE)
+		return;
+	if (b->data && b->scan > b->start && buf_len(&c->out) == 0) {
+		ssize_t n = send(c->fd, b->data + b->start, b->scan - b->start, MSG_NOSIGNAL);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			client_close(c, "client write failed");
+			return;
+		}
+		if (n > 0)
+			b->start += (uint32_t)n;
+		buf_compact(b);
+	}
+	/* At a boundary with nothing unscanned: the server can go back now; its
+	 * unsent bytes move to the client if the client has room for them. */
+	if (sv->release_pending && (!b->data || b->scan == b->end) &&
+	    (buf_len(b) == 0 || buf_len(&c->out) == 0)) {
+		sv->release_pending = false;
+		server_release(sv);
+		return;
+	}
+	server_update_events(sv);
+	client_update_events(c);
+}
+
+static void server_read(struct server *sv)
+{
+	struct client *c = sv->client;
+	ssize_t n;
+	int r;
+
+	if (!buf_reserve(&sv->in))
+		return;
+	buf_compact(&sv->in);
+	if (!sv->in.data && !buf_reserve(&sv->in))
+		return;
+	n = recv(sv->fd, sv->in.data + sv->in.end, W.buf_size - sv->in.end, 0);
+	if (n <= 0) {
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		server_close(sv, "server closed the connection");
+		client_error_close(c, "08006", "server closed the connection unexpectedly");
+		return;
+	}
+	sv->in.end += (uint32_t)n;
+	r = scan_server(sv);
+	if (r == ST_ERROR) {
+		server_close(sv, "invalid message from server");
+		client_error_close(c, "08P01", "invalid message from server");
+		return;
+	}
+	if (c->mode == POOL_STATEMENT && sv->tx != 'I' && c->pending == 0) {
+		server_flush_to_client(sv);
+		server_close(sv, "transaction in statement mode");
+		client_error_close(c, "08P01", "long transactions not allowed in statement pooling mode");
+		return;
+	}
+	if (r == ST_DONE)
+		sv->release_pending = true;
+	server_flush_to_client(sv);
+}
+
+static void connect_done(struct server *sv)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	char msg[160];
+
+	if (getsockopt(sv->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		snprintf(msg, sizeof(msg), "could not connect to server: %s", strerror(err));
+		server_fail(sv, msg);
+		return;
+	}
+	login_send_startup(sv);
+}
+
+static void login_read(struct server *sv)
+{
+	int r = login_on_data(sv);
+	if (r == ST_AGAIN)
+		return;
+	if (r == ST_ERROR)
+		return; /* login_on_data failed the slot */
+	login_free(sv);
+	if (config_find_db(W.cfg, W.shm->pools[shm_slot(W.shm, sv->slot)->pool].db)->connect_query[0]) {
+		const char *q = config_find_db(W.cfg, W.shm->pools[shm_slot(W.shm, sv->slot)->pool].db)->connect_query;
+		if (swallow_query(sv, q, SYNC_THEN_PUBLISH) == ST_OK)
+			return;
+		server_fail(sv, "connect_query could not be sent");
+		return;
+	}
+	server_publish(sv);
+}
+
+static void sync_read(struct server *sv)
+{
+	struct client *c = sv->client;
+	int r = sync_on_data(sv);
+	if (r == ST_AGAIN)
+		return;
+	if (r == ST_ERROR) {
+		server_close(sv, "server failed during a pgshoal query");
+		if (c)
+			client_error_close(c, "08006", "server connection failed");
+		return;
+	}
+	switch (sv->after_sync) {
+	case SYNC_THEN_PUBLISH:
+		if (sv->sync_failed)
+			server_fail(sv, "connect_query failed");
+		else
+			server_publish(sv);
+		break;
+	case SYNC_THEN_RELEASE:
+		if (sv->sync_failed)
+			server_close(sv, "server_reset_query failed");
+		else
+			server_release(sv);
+		break;
+	default: /* parameters are in line: forward the client's request */
+		if (sv->sync_failed) {
+			server_release(sv);
+			client_error_close(c, "22023", "could not apply client parameters on the server");
+			return;
+		}
+		server_set_state(sv, SV_ACTIVE);
+		sv->since = 0;
+		client_flush_to_server(c);
+		break;
+	}
+}
+
+/* An event on a socket this worker does not hold now: a registration left
+ * from an earlier lease. An idle server that speaks unasked has closed or
+ * errored: take it out of the pool. Anything else: drop the registration. */
+static void foreign_event(struct server *sv, uint32_t events)
+{
+	uint32_t gen = W.local_gen[sv->slot];
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && gen &&
+	    shm_pool_claim_idle(W.shm, sv->slot, gen, W.index)) {
+		sv->gen = gen;
+		server_set_state(sv, SV_SYNC);
+		server_close(sv, "idle server connection closed or sent data");
+		return;
+	}
+	worker_unregister(sv->fd);
+	sv->registered = false;
+	sv->events = 0;
+}
+
+void server_on_event(struct server *sv, uint32_t events)
+{
+	if (!server_event_is_mine(sv)) {
+		if (sv->state == SV_NONE && sv->fd >= 0)
+			foreign_event(sv, events);
+		return;
+	}
+	switch (sv->state) {
+	case SV_CONNECTING: connect_done(sv); break;
+	case SV_LOGIN: login_read(sv); break;
+	case SV_SYNC: sync_read(sv); break;
+	case SV_WAIT_FD: break;
+	case SV_ACTIVE:
+		if ((events & EPOLLOUT) && sv->client)
+			client_flush_to_server(sv->client);
+		if (sv->state == SV_ACTIVE && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+			server_read(sv);
+		break;
+	default:
+		log_error(LOG_CRIT, 0, "S-%d: event in state %d", sv->slot, sv->state);
+		abort();
+	}
+}
+
+void server_client_gone(struct server *sv)
+{
+	struct client *c = sv->client;
+	bool clean = c->pending == 0 && !c->unsynced && c->sc.left == 0 && sv->tx == 'I' &&
+	             (!sv->in.data || sv->in.scan == sv->in.end) && sv->sc.left == 0;
+
+	switch (sv->state) {
+	case SV_WAIT_FD: /* the socket has not come yet: just pass the slot on */
+		unlink_client(sv);
+		server_set_state(sv, SV_NONE);
+		server_release_unheld(sv->slot);
+		break;
+	case SV_SYNC: /* finish the SETs, then back to the pool */
+		unlink_client(sv);
+		sv->after_sync = SYNC_THEN_RELEASE;
+		break;
+	case SV_ACTIVE:
+		if (clean)
+			server_release(sv);
+		else
+			server_close(sv, "client disconnected with a request or transaction open");
+		break;
+	default:
+		unlink_client(sv);
+		break;
+	}
+}
+
+static bool past(uint64_t since, double seconds)
+{
+	return seconds > 0 && since && W.now - since > (uint64_t)(seconds * 1e6);
+}
+
+void server_tick(uint64_t now)
+{
+	(void)now;
+	for (int i = 0; i < W.nslots; i++) {
+		struct server *sv = &W.servers[i];
+		struct client *c = sv->client;
+		if ((sv->state == SV_CONNECTING || sv->state == SV_LOGIN) &&
+		    past(sv->since, W.cfg->server_connect_timeout)) {
+			server_fail(sv, "server_connect_timeout");
+		} else if (sv->state == SV_ACTIVE && c && c->pending > 0 &&
+		           past(sv->since, W.cfg->query_timeout)) {
+			server_close(sv, "query_timeout");
+			client_error_close(c, "57014", "query_timeout");
+		}
+	}
+}

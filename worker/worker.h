@@ -1,0 +1,192 @@
+/*
+ * worker.h — the worker's own objects: clients, its view of the server slots
+ * it holds, I/O buffers and the epoll loop's shared state. Internal to
+ * worker/ (the master only sees worker_main.h).
+ */
+#ifndef PGSHOAL_WORKER_H
+#define PGSHOAL_WORKER_H
+
+#include "shm/common.h"
+#include "shm/config.h"
+#include "shm/pool.h"
+#include "shm/shm.h"
+#include "worker_main.h"
+
+#include <stdint.h>
+
+enum ev_kind { EV_LISTEN = 1, EV_EVENTFD, EV_BROKER, EV_TIMER, EV_SIGNAL, EV_CLIENT, EV_SERVER, EV_CANCEL };
+
+/* An I/O buffer; memory is taken from the worker's free list only while
+ * bytes are in flight (buf_get/buf_put), so idle connections hold none. */
+struct buf {
+	char *data;
+	uint32_t start, end; /* unsent bytes are [start, end) */
+	uint32_t scan;       /* bytes before this offset are scanned */
+};
+
+/* Incremental scanner over a stream of protocol messages. */
+struct scan {
+	uint32_t left;  /* body bytes of the current message still to pass */
+	uint8_t hdr[5]; /* a header split across reads */
+	uint8_t hdr_len;
+};
+
+enum client_state {
+	CL_FREE = 0,
+	CL_LOGIN,      /* reading the startup packet */
+	CL_LOGIN_WAIT, /* logged in, waiting for a server to learn its parameters */
+	CL_IDLE,       /* no server, nothing to send */
+	CL_WAITING,    /* has a request, queued for a server */
+	CL_ACTIVE,     /* linked to a server */
+	CL_STATE_COUNT
+};
+
+enum server_state {
+	SV_NONE = 0,   /* not held by this worker */
+	SV_CONNECTING, /* TCP/unix connect in progress */
+	SV_LOGIN,      /* startup sent, authenticating */
+	SV_WAIT_FD,    /* leased, waiting for the master's copy of the socket */
+	SV_SYNC,       /* running SETs / reset / connect query; replies swallowed */
+	SV_ACTIVE,     /* forwarding for its client */
+	SV_STATE_COUNT
+};
+
+struct server;
+
+enum sync_next { SYNC_THEN_FORWARD, SYNC_THEN_RELEASE, SYNC_THEN_PUBLISH };
+
+struct client {
+	int kind; /* EV_CLIENT; first, so epoll's data pointer can be dispatched */
+	int fd;
+	int row;  /* global client index (shm client table) */
+	enum client_state state;
+	uint32_t events;
+	int pool, mode;
+	int db_index;
+	struct server *server;
+	struct buf in;        /* from the client, not yet sent to the server */
+	struct buf out;       /* to the client, left over when its server was released */
+	struct scan sc;
+	int pending;          /* ReadyForQuery messages the client still expects */
+	bool unsynced;        /* extended-protocol messages sent since the last Sync */
+	uint64_t state_since, last_io;
+	bool closing, in_free_list;
+	char user[CFG_NAME_LEN], db[CFG_NAME_LEN];
+	char params[PARAM_COUNT][PARAM_VALUE_LEN]; /* what the client expects */
+	char addr[64];
+	struct client *next_free;
+};
+
+struct server {
+	int kind; /* EV_SERVER */
+	int slot;
+	uint32_t gen;       /* generation this view (and fd) belongs to */
+	int fd;             /* this worker's copy, -1 = none */
+	bool registered;    /* fd is in this worker's epoll set */
+	uint32_t events;
+	enum server_state state;
+	struct client *client;
+	struct buf in;      /* from the server, not yet sent to the client */
+	struct scan sc;
+	char tx;            /* last ReadyForQuery status: 'I', 'T' or 'E' */
+	int after_sync;     /* what to do when SV_SYNC's ReadyForQuery comes: enum sync_next */
+	bool release_pending; /* at a boundary, waiting for the client to take the bytes */
+	bool sync_failed;   /* an ErrorResponse came while in SV_SYNC */
+	uint64_t since;     /* entered current state / request start */
+	struct login *login; /* only while logging in */
+};
+
+struct worker {
+	int index;
+	const struct config *cfg;
+	struct shm *shm;
+	int epfd, broker_fd, timer_fd;
+	int nlisten;
+	int listen_fds[MAX_LISTEN];
+	bool draining;
+	struct client *clients;   /* clients_per_worker, by row - first row */
+	int first_row, nrows;
+	struct server *servers;   /* by slot */
+	uint32_t *local_gen;      /* by slot: generation of the cached fd, 0 = none */
+	int nslots;
+	int nclients;
+	struct client *free_list; /* closed clients to recycle at the end of the loop turn */
+	char **buf_pool;          /* free I/O buffers */
+	int nbuf_pool, buf_pool_cap;
+	uint32_t buf_size;
+	uint64_t now;
+	struct shm_handoff *handoffs; /* scratch for inbox pops */
+};
+
+extern struct worker W;
+
+/* loop.c */
+void worker_update_events(int fd, uint32_t *cur, uint32_t want, void *ptr);
+void worker_unregister(int fd);
+
+/* buf.c */
+bool buf_reserve(struct buf *b);
+void buf_release(struct buf *b);
+void buf_compact(struct buf *b);
+static inline uint32_t buf_len(const struct buf *b)
+{
+	return b->end - b->start;
+}
+
+/* client.c */
+void client_accept(int listen_fd);
+void client_on_event(struct client *c, uint32_t events);
+void client_set_state(struct client *c, enum client_state st);
+void client_update_events(struct client *c);
+void client_close(struct client *c, const char *reason);
+void client_error_close(struct client *c, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void client_request_server(struct client *c);
+void client_attach(struct client *c, struct server *sv);
+void client_on_handoff(const struct shm_handoff *h);
+void client_flush_to_server(struct client *c);
+void client_send_welcome(struct client *c);
+void client_tick(uint64_t now);
+void client_free_closed(void);
+const char *client_state_name(enum client_state st);
+
+/* server.c */
+void server_set_state(struct server *sv, enum server_state st);
+void server_update_events(struct server *sv);
+void server_on_event(struct server *sv, uint32_t events);
+void server_connect(int slot, struct client *for_client);
+void server_start(struct server *sv);
+void server_release(struct server *sv);
+void server_close(struct server *sv, const char *reason);
+void server_flush_to_client(struct server *sv);
+void server_client_gone(struct server *sv);
+void server_tick(uint64_t now);
+void server_release_unheld(int slot);
+void server_grow_reserve(int pool);
+void server_publish(struct server *sv);
+void server_fail(struct server *sv, const char *err);
+bool server_event_is_mine(struct server *sv);
+
+/* login.c (server-side login) */
+void login_begin(struct server *sv, const struct config_db *db, const char *user, const char *dbname);
+void login_send_startup(struct server *sv);
+int login_on_data(struct server *sv);
+int sync_on_data(struct server *sv);
+int swallow_query(struct server *sv, const char *sql, int after);
+void login_free(struct server *sv);
+
+/* fdcache.c */
+int fdcache_get(struct server *sv, uint32_t gen); /* ST_OK: fd ready; ST_AGAIN: asked the master */
+void fdcache_deposit(struct server *sv);
+void fdcache_on_broker(void);
+void fdcache_forget(struct server *sv);
+
+/* cancel.c */
+void cancel_forward(int32_t fake_pid, int32_t key);
+void cancel_on_event(void *obj, uint32_t events);
+
+/* params.c */
+int params_build_sync(const struct client *c, const struct server *sv, char *out, size_t cap);
+void params_apply_status(struct client *c, struct server *sv, const char *name, const char *value);
+
+#endif
