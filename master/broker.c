@@ -153,7 +153,30 @@ void master_broker_close_all_in_child(void)
 			close(held[i].fd);
 }
 
-/* Close idle connections past server_idle_timeout or server_lifetime. */
+/* min_pool_size: ask a worker (round robin) to open what a pool lacks. */
+static void fill_min_pool(int pool)
+{
+	static int next;
+	const struct config_db *db = config_find_db(&M.cfg, M.shm.pools[pool].db);
+	int min = db ? config_min_pool_size(&M.cfg, db) : 0;
+	int worker, slot;
+	struct shm_handoff h;
+
+	if (min <= 0)
+		return;
+	worker = next++ % M.cfg.workers;
+	if (atomic_load(&M.shm.workers[worker].pid) <= 0)
+		return;
+	slot = shm_pool_reserve_min(&M.shm, pool, worker, min);
+	if (slot < 0)
+		return;
+	h = (struct shm_handoff){.client = -1, .slot = slot, .slot_gen = atomic_load(&M.shm.slots[slot].gen)};
+	shm_inbox_push(&M.shm, worker, &h);
+	shm_worker_wake(&M.shm, worker);
+}
+
+/* Close idle connections past server_idle_timeout or server_lifetime;
+ * open those min_pool_size asks for. */
 void master_broker_janitor(void)
 {
 	int close_slots[256];
@@ -166,5 +189,6 @@ void master_broker_janitor(void)
 		                       close_slots, (int)ARRAY_LEN(close_slots));
 		for (int i = 0; i < n; i++)
 			master_broker_close_slot(close_slots[i]);
+		fill_min_pool(p);
 	}
 }

@@ -225,7 +225,7 @@ int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, double log
 		lease_to(s, *slot, client);
 		result = LEASE_GOT;
 	} else if (row->nservers == 0 && row->last_fail_usec &&
-	           now - row->last_fail_usec < (uint64_t)(login_retry * 1e6)) {
+	           (now < row->last_fail_usec || now - row->last_fail_usec < (uint64_t)(login_retry * 1e6))) {
 		result = LEASE_FAILED;
 	} else {
 		enqueue(s, row, client, now);
@@ -252,6 +252,19 @@ int shm_pool_grow(struct shm *s, int pool, int worker, bool use_reserve, int *sl
 	return *slot >= 0 ? ST_OK : ST_AGAIN;
 }
 
+int shm_pool_reserve_min(struct shm *s, int pool, int worker, int min)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	int slot = -1;
+
+	if (!shm_mutex_trylock(&row->lock))
+		return -1;
+	if (row->nservers < min && !(row->last_fail_usec && row->nservers == 0))
+		slot = reserve_slot(s, pool, worker, false);
+	shm_mutex_unlock(&row->lock);
+	return slot;
+}
+
 /* Under lock: give the slot to the FIFO head, or push it idle. */
 static bool hand_or_idle(struct shm *s, int slot, uint64_t now, struct shm_handoff *h, int *to_worker)
 {
@@ -259,6 +272,7 @@ static bool hand_or_idle(struct shm *s, int slot, uint64_t now, struct shm_hando
 	struct shm_pool *row = pool_row(s, sl->pool);
 	int client = dequeue_head(s, row);
 
+	sl->idle_since_usec = now; /* last release, for server_check_delay */
 	if (client >= 0) {
 		lease_to(s, slot, client);
 		h->client = client;

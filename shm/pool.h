@@ -66,6 +66,10 @@ uint32_t shm_pool_get_welcome(struct shm *s, int pool, char *buf, uint32_t cap);
  * whose sockets the master must close (up to max). ST_AGAIN if a pool lock
  * was busy: call again on the next tick. */
 int shm_pool_repair_worker(struct shm *s, int worker, int *close, int max, int *nclose);
+/* Master janitor, min_pool_size: reserve a slot for `worker` to open when
+ * the pool holds fewer than min servers (trylock only). -1 if none. */
+int shm_pool_reserve_min(struct shm *s, int pool, int worker, int min);
+
 /* Master janitor: take idle slots past their idle timeout or lifetime off the
  * stack and free them (trylock only). */
 int shm_pool_reap_idle(struct shm *s, int pool, uint64_t now, double idle_timeout, double lifetime,

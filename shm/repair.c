@@ -109,8 +109,12 @@ int shm_pool_reap_idle(struct shm *s, int pool, uint64_t now, double idle_timeou
 		return 0;
 	for (int k = row->nidle - 1; k >= 0 && n < max; k--) {
 		struct shm_slot *sl = &s->slots[stack[k]];
-		bool idle_out = idle_timeout > 0 && now - sl->idle_since_usec > (uint64_t)(idle_timeout * 1e6);
-		bool old = lifetime > 0 && now - sl->created_usec > (uint64_t)(lifetime * 1e6);
+		/* workers stamp with their own loop-start clock, which may be a
+		 * little ahead of ours: compare without wrapping */
+		bool idle_out = idle_timeout > 0 && now > sl->idle_since_usec &&
+		                now - sl->idle_since_usec > (uint64_t)(idle_timeout * 1e6);
+		bool old = lifetime > 0 && now > sl->created_usec &&
+		           now - sl->created_usec > (uint64_t)(lifetime * 1e6);
 		if (!idle_out && !old)
 			continue;
 		close[n++] = stack[k];

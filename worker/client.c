@@ -553,15 +553,37 @@ void client_attach(struct client *c, struct server *sv)
 		server_start(sv);
 }
 
+static bool slot_still_ours(const struct shm_handoff *h)
+{
+	struct shm_slot *sl = shm_slot(W.shm, h->slot);
+	return atomic_load_explicit(&sl->gen, memory_order_acquire) == h->slot_gen &&
+	       atomic_load_explicit(&sl->owner, memory_order_relaxed) == W.index &&
+	       atomic_load_explicit(&sl->client, memory_order_relaxed) == h->client;
+}
+
 void client_on_handoff(const struct shm_handoff *h)
 {
-	struct client *c = &W.clients[h->client - W.first_row];
+	struct client *c;
+
+	if (h->client < 0) { /* the master's janitor: open this slot (min_pool_size) */
+		struct shm_slot *sl = shm_slot(W.shm, h->slot);
+		if (atomic_load(&sl->gen) == h->slot_gen && atomic_load(&sl->state) == SLOT_CONNECTING &&
+		    atomic_load(&sl->owner) == W.index)
+			server_connect(h->slot, NULL);
+		return;
+	}
+	c = &W.clients[h->client - W.first_row];
 	bool alive = (c->state == CL_WAITING || c->state == CL_LOGIN_WAIT) && !c->closing &&
 	             atomic_load_explicit(&row_of(c)->gen, memory_order_acquire) == h->client_gen;
 
 	if (h->slot < 0) {
 		if (alive)
 			fail_waiting_client(c);
+		return;
+	}
+	if (!slot_still_ours(h)) { /* freed meanwhile (repair after a crash) */
+		if (alive)
+			client_request_server(c);
 		return;
 	}
 	if (alive) {

@@ -44,8 +44,9 @@ void server_update_events(struct server *sv)
 	case SV_LOGIN:
 	case SV_SYNC: want = EPOLLIN; break;
 	case SV_ACTIVE:
-		/* read only when what we have read has gone to the client */
-		if (!sv->in.data || (buf_len(&sv->in) == 0 && (!c || buf_len(&c->out) == 0)))
+		/* read more only when every complete message read has gone to the
+		 * client (a partial header may wait at the front of the buffer) */
+		if (!sv->in.data || (sv->in.scan == sv->in.start && (!c || buf_len(&c->out) == 0)))
 			want = EPOLLIN;
 		if (c && c->in.data && c->in.scan > c->in.start)
 			want |= EPOLLOUT;
@@ -262,6 +263,15 @@ void server_connect(int slot, struct client *for_client)
 	login_begin(sv, db, db->user[0] ? db->user : pool->user, db->dbname[0] ? db->dbname : pool->db);
 }
 
+/* A connection idle longer than server_check_delay is tested before use
+ * (PgBouncer's server_check_query). */
+static bool needs_check(const struct server *sv)
+{
+	uint64_t idle = shm_slot(W.shm, sv->slot)->idle_since_usec;
+	return W.cfg->server_check_query[0] && W.now > idle &&
+	       W.now - idle > (uint64_t)(W.cfg->server_check_delay * 1e6);
+}
+
 /* Lease begins (the socket is ours): bring its parameters in line with the
  * client's, then forward. */
 void server_start(struct server *sv)
@@ -272,6 +282,15 @@ void server_start(struct server *sv)
 	if (!sv->registered)
 		register_server(sv, EPOLLIN);
 	sv->tx = 'I';
+	if (!sv->checked && needs_check(sv)) {
+		sv->checked = true;
+		if (swallow_query(sv, W.cfg->server_check_query, SYNC_THEN_START) == ST_OK)
+			return;
+		server_close(sv, "server_check_query could not be sent");
+		client_request_server(c);
+		return;
+	}
+	sv->checked = false;
 	if (c->state == CL_LOGIN_WAIT)
 		client_send_welcome(c);
 	if (params_build_sync(c, sv, sql, sizeof(sql)) > 0) {
@@ -494,6 +513,18 @@ static void sync_read(struct server *sv)
 			server_close(sv, "server_reset_query failed");
 		else
 			server_release(sv);
+		break;
+	case SYNC_THEN_START: /* server_check_query done */
+		if (sv->sync_failed) {
+			sv->checked = false;
+			server_close(sv, "server_check_query failed");
+			if (c)
+				client_request_server(c);
+		} else if (c) {
+			server_start(sv);
+		} else {
+			server_release(sv);
+		}
 		break;
 	default: /* parameters are in line: forward the client's request */
 		if (sv->sync_failed) {

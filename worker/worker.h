@@ -53,7 +53,7 @@ enum server_state {
 
 struct server;
 
-enum sync_next { SYNC_THEN_FORWARD, SYNC_THEN_RELEASE, SYNC_THEN_PUBLISH };
+enum sync_next { SYNC_THEN_FORWARD, SYNC_THEN_RELEASE, SYNC_THEN_PUBLISH, SYNC_THEN_START };
 
 struct client {
 	int kind; /* EV_CLIENT; first, so epoll's data pointer can be dispatched */
@@ -92,6 +92,7 @@ struct server {
 	int after_sync;     /* what to do when SV_SYNC's ReadyForQuery comes: enum sync_next */
 	bool release_pending; /* at a boundary, waiting for the client to take the bytes */
 	bool sync_failed;   /* an ErrorResponse came while in SV_SYNC */
+	bool checked;       /* server_check_query ran for this lease */
 	uint64_t since;     /* entered current state / request start */
 	struct login *login; /* only while logging in */
 };
