@@ -6,6 +6,7 @@
  * one worker, its row of the shared client table written only by it.
  */
 #include "worker.h"
+#include "io.h"
 #include "proto.h"
 
 #include <errno.h>
@@ -23,7 +24,7 @@
 #include <unistd.h>
 
 static const char *const client_state_names[CL_STATE_COUNT] = {
-	"free", "login", "login_wait", "idle", "waiting", "active",
+	"free", "login", "auth", "login_wait", "idle", "waiting", "active",
 };
 
 const char *client_state_name(enum client_state st)
@@ -63,7 +64,7 @@ static void client_write(struct client *c, const char *p, size_t n)
 {
 	ssize_t w = 0;
 	if (buf_len(&c->out) == 0) {
-		w = send(c->fd, p, n, MSG_NOSIGNAL);
+		w = client_send(c, p, n);
 		if (w < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				return; /* the read side will notice the broken connection */
@@ -284,6 +285,14 @@ static void login_client(struct client *c, const struct startup *st)
 	if (W.cfg->log_connections)
 		log_error(LOG_INFO, 0, "C-%d: db=%s user=%s addr=%s login attempt: mode=%s", c->row, c->db,
 		          c->user, c->addr, config_pool_mode_name(c->mode));
+	if (auth_begin(c) == ST_OK)
+		client_login_done(c);
+}
+
+/* Authenticated: welcome the client (from the pool's saved parameters, or
+ * after a server login when the pool has none yet). */
+void client_login_done(struct client *c)
+{
 	client_send_welcome(c);
 }
 
@@ -428,7 +437,7 @@ void client_flush_to_server(struct client *c)
 	if (!sv || sv->state != SV_ACTIVE || !b->data)
 		return;
 	if (b->scan > b->start) {
-		n = send(sv->fd, b->data + b->start, b->scan - b->start, MSG_NOSIGNAL);
+		n = server_send(sv, b->data + b->start, b->scan - b->start);
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
 			server_close(sv, "write to server failed");
 			client_error_close(c, "08006", "server connection failed");
@@ -458,7 +467,7 @@ static void client_read(struct client *c)
 		client_update_events(c);
 		return;
 	}
-	n = recv(c->fd, c->in.data + c->in.end, W.buf_size - c->in.end, 0);
+	n = client_recv(c, c->in.data + c->in.end, W.buf_size - c->in.end);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
@@ -468,6 +477,8 @@ static void client_read(struct client *c)
 	c->last_io = W.now;
 	if (c->state == CL_LOGIN)
 		return read_startup(c);
+	if (c->state == CL_AUTH)
+		return auth_on_data(c);
 	r = scan_client(c);
 	if (r == ST_ERROR)
 		return client_error_close(c, "08P01", "invalid message from client");
@@ -484,7 +495,7 @@ static void client_flush_out(struct client *c)
 {
 	struct buf *b = &c->out;
 	if (buf_len(b) > 0) {
-		ssize_t n = send(c->fd, b->data + b->start, buf_len(b), MSG_NOSIGNAL);
+		ssize_t n = client_send(c, b->data + b->start, buf_len(b));
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 			return client_close(c, "client write failed");
 		if (n > 0)
@@ -651,6 +662,7 @@ static void tick_one(struct client *c)
 	const struct config *cfg = W.cfg;
 	switch (c->state) {
 	case CL_LOGIN:
+	case CL_AUTH:
 		if (past(c->state_since, cfg->client_login_timeout))
 			client_error_close(c, "08P01", "client_login_timeout");
 		break;

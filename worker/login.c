@@ -6,6 +6,7 @@
  * worker holds.
  */
 #include "worker.h"
+#include "io.h"
 #include "proto.h"
 
 #include <errno.h>
@@ -61,7 +62,7 @@ void login_begin(struct server *sv, const struct config_db *db, const char *user
 static bool send_all(struct server *sv, const char *p, size_t n)
 {
 	/* login messages are small and the socket is fresh: one send suffices */
-	return send(sv->fd, p, n, MSG_NOSIGNAL) == (ssize_t)n;
+	return server_send(sv, p, n) == (ssize_t)n;
 }
 
 void login_send_startup(struct server *sv)
@@ -161,7 +162,7 @@ static int read_messages(struct server *sv, int (*handle)(struct server *, const
 	buf_compact(&sv->in);
 	if (!sv->in.data && !buf_reserve(&sv->in))
 		return ST_ERROR;
-	n = recv(sv->fd, sv->in.data + sv->in.end, W.buf_size - sv->in.end, 0);
+	n = server_recv(sv, sv->in.data + sv->in.end, W.buf_size - sv->in.end);
 	if (n <= 0)
 		return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? ST_AGAIN : ST_ERROR;
 	sv->in.end += (uint32_t)n;

@@ -8,6 +8,7 @@
  * dropped on their first event.
  */
 #include "worker.h"
+#include "io.h"
 #include "proto.h"
 #include "shm/broker_msg.h"
 
@@ -397,7 +398,7 @@ void server_flush_to_client(struct server *sv)
 	if (!c || sv->state != SV_ACTIVE)
 		return;
 	if (b->data && b->scan > b->start && buf_len(&c->out) == 0) {
-		ssize_t n = send(c->fd, b->data + b->start, b->scan - b->start, MSG_NOSIGNAL);
+		ssize_t n = client_send(c, b->data + b->start, b->scan - b->start);
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
 			client_close(c, "client write failed");
 			return;
@@ -429,7 +430,7 @@ static void server_read(struct server *sv)
 	buf_compact(&sv->in);
 	if (!sv->in.data && !buf_reserve(&sv->in))
 		return;
-	n = recv(sv->fd, sv->in.data + sv->in.end, W.buf_size - sv->in.end, 0);
+	n = server_recv(sv, sv->in.data + sv->in.end, W.buf_size - sv->in.end);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;

@@ -34,6 +34,7 @@ struct scan {
 enum client_state {
 	CL_FREE = 0,
 	CL_LOGIN,      /* reading the startup packet */
+	CL_AUTH,       /* password exchange in progress (auth.c) */
 	CL_LOGIN_WAIT, /* logged in, waiting for a server to learn its parameters */
 	CL_IDLE,       /* no server, nothing to send */
 	CL_WAITING,    /* has a request, queued for a server */
@@ -74,6 +75,7 @@ struct client {
 	char user[CFG_NAME_LEN], db[CFG_NAME_LEN];
 	char params[PARAM_COUNT][PARAM_VALUE_LEN]; /* what the client expects */
 	char addr[64];
+	void *tls;            /* SSL* when the client negotiated TLS */
 	struct client *next_free;
 };
 
@@ -95,6 +97,7 @@ struct server {
 	bool checked;       /* server_check_query ran for this lease */
 	uint64_t since;     /* entered current state / request start */
 	struct login *login; /* only while logging in */
+	void *tls;          /* SSL* for a TLS server connection (this worker only) */
 };
 
 struct worker {
@@ -147,6 +150,7 @@ void client_attach(struct client *c, struct server *sv);
 void client_on_handoff(const struct shm_handoff *h);
 void client_flush_to_server(struct client *c);
 void client_send_welcome(struct client *c);
+void client_login_done(struct client *c);
 void client_tick(uint64_t now);
 void client_free_closed(void);
 const char *client_state_name(enum client_state st);
@@ -181,6 +185,13 @@ int fdcache_get(struct server *sv, uint32_t gen); /* ST_OK: fd ready; ST_AGAIN: 
 void fdcache_deposit(struct server *sv);
 void fdcache_on_broker(void);
 void fdcache_forget(struct server *sv);
+
+/* auth.c: client authentication. auth_begin returns ST_OK when the client
+ * is accepted at once, ST_AGAIN when an exchange started (the client is in
+ * CL_AUTH; auth_on_data calls client_login_done on success), ST_ERROR when
+ * it closed the client. */
+int auth_begin(struct client *c);
+void auth_on_data(struct client *c);
 
 /* cancel.c */
 void cancel_forward(int32_t fake_pid, int32_t key);
