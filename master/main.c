@@ -15,25 +15,13 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: pgshoal [-t] [-v] [-V] CONFIG\n"
-	             "  -t      check the configuration file and exit (0 ok, 2 error)\n"
-	             "  -v      more logging (twice: protocol debug)\n"
-	             "  -V      print the version and exit\n");
-}
-
-static int write_pidfile(const char *path)
-{
-	FILE *f;
-	if (!path[0])
-		return ST_OK;
-	f = fopen(path, "w");
-	if (!f) {
-		log_error(LOG_ERR, errno, "fopen(\"%s\") failed", path);
-		return ST_ERROR;
-	}
-	fprintf(f, "%d\n", (int)getpid());
-	fclose(f);
-	return ST_OK;
+	fprintf(out, "usage: pgshoal [-d] [-u USER] [-t] [-v] [-V] [-h] CONFIG\n"
+	             "  -d, --daemon    detach and run in the background (log to logfile/syslog)\n"
+	             "  -u, --user USER drop root privileges to USER after binding\n"
+	             "  -t, --test      check the configuration file and exit (0 ok, 2 error)\n"
+	             "  -v, --verbose   more logging (twice: protocol debug)\n"
+	             "  -V, --version   print the version and exit\n"
+	             "  -h, --help      this text\n");
 }
 
 static int load(const char *file, bool check_only)
@@ -56,6 +44,10 @@ static int start_master(void)
 
 	M.env.cfg = &M.cfg;
 	M.env.shm = &M.shm;
+	if (M.daemon && master_daemonize() != ST_OK)
+		return EXIT_FATAL;
+	if (master_pidfile_claim(M.cfg.pidfile) != ST_OK)
+		return EXIT_FATAL;
 	if (shm_create(&M.shm, &M.cfg) != ST_OK)
 		return EXIT_FATAL;
 	M.env.nlisten = master_listen(&M.cfg, M.env.listen_fds, MAX_LISTEN);
@@ -75,18 +67,41 @@ static int start_master(void)
 		return EXIT_FATAL;
 	for (int i = 0; i < M.cfg.workers; i++)
 		M.broker_master[i] = M.broker_worker[i] = -1;
-	if (write_pidfile(M.cfg.pidfile) != ST_OK)
+	if (master_drop_privileges(M.cfg.user) != ST_OK)
 		return EXIT_FATAL;
+	shm_config_publish(&M.shm, &M.cfg);
 	return -1;
+}
+
+static const struct option long_opts[] = {
+	{"daemon", no_argument, NULL, 'd'}, {"user", required_argument, NULL, 'u'},
+	{"test", no_argument, NULL, 't'},   {"verbose", no_argument, NULL, 'v'},
+	{"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+static void setup_logging(int verbose)
+{
+	log_set_role("master");
+	log_open(M.cfg.logfile, !M.daemon);
+	if (M.cfg.syslog)
+		log_syslog(M.cfg.syslog_ident, M.cfg.syslog_facility);
+	if (verbose || M.cfg.verbose) {
+		log_min_level = LOG_DEBUG;
+		log_debug_mask = (verbose + M.cfg.verbose) > 1 ? ~0u : DBG_STATE | DBG_POOL;
+	}
 }
 
 int main(int argc, char **argv)
 {
 	bool check_only = false;
+	const char *user = NULL;
 	int verbose = 0, opt, rc;
 
-	while ((opt = getopt(argc, argv, "tvVh")) != -1) {
+	while ((opt = getopt_long(argc, argv, "du:tvVh", long_opts, NULL)) != -1) {
 		switch (opt) {
+		case 'd': M.daemon = true; break;
+		case 'u': user = optarg; break;
 		case 't': check_only = true; break;
 		case 'v': verbose++; break;
 		case 'V': printf("pgshoal %s\n", PGSHOAL_VERSION); return 0;
@@ -101,13 +116,14 @@ int main(int argc, char **argv)
 	rc = load(argv[optind], check_only);
 	if (rc >= 0)
 		return rc;
-	proctitle_init(argc, argv);
-	log_set_role("master");
-	log_open(M.cfg.logfile, true);
-	if (verbose || M.cfg.verbose) {
-		log_min_level = LOG_DEBUG;
-		log_debug_mask = (verbose + M.cfg.verbose) > 1 ? ~0u : DBG_STATE | DBG_POOL;
+	if (user)
+		strlcpy_s(M.cfg.user, user, sizeof(M.cfg.user));
+	if (M.daemon && !M.cfg.logfile[0] && !M.cfg.syslog) {
+		fprintf(stderr, "pgshoal: -d needs logfile or syslog in the configuration\n");
+		return EXIT_FATAL;
 	}
+	proctitle_init(argc, argv);
+	setup_logging(verbose);
 	proctitle_set("pgshoal: master");
 	log_error(LOG_INFO, 0, "pgshoal %s starting: %d workers, pool_mode=%s", PGSHOAL_VERSION, M.cfg.workers,
 	          config_pool_mode_name(M.cfg.pool_mode));

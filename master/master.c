@@ -2,8 +2,8 @@
  * master.c — the master's event loop: one epoll over the signalfd, a
  * 100 ms timerfd (repair, respawn, janitor) and the broker socketpairs. It
  * never speaks the client protocol and never waits on a pool lock.
- * Signals: SIGINT graceful shutdown, SIGTERM graceful with a deadline,
- * SIGQUIT immediate; SIGCHLD reaps workers.
+ * Signals: HUP reload, INT/TERM/QUIT shutdowns (see begin_shutdown),
+ * SIGCHLD reaps workers.
  */
 #include "master.h"
 
@@ -19,7 +19,6 @@ struct master M;
 
 #define TAG_SIGNAL (-1)
 #define TAG_TIMER (-2)
-#define SIGTERM_DEADLINE_USEC 10000000ull
 
 static void add(int fd, int tag)
 {
@@ -73,6 +72,13 @@ static void signal_workers(int sig)
 	}
 }
 
+/*
+ * PgBouncer's (1.23) meanings: SIGINT stops accepting and closes clients as
+ * soon as they are out of their transaction; SIGTERM stops accepting and
+ * waits for clients to leave by themselves, for shutdown_wait_timeout, then
+ * goes on as SIGINT; SIGQUIT (or a second SIGTERM) ends everything now.
+ * Workers get SIGTERM = stop accepting, SIGINT = also close idle clients.
+ */
 static void begin_shutdown(int sig)
 {
 	if (sig == SIGQUIT || (sig == SIGTERM && M.shutdown_mode == SIGTERM)) {
@@ -81,13 +87,21 @@ static void begin_shutdown(int sig)
 		M.shutdown_mode = SIGQUIT;
 		return;
 	}
-	if (M.shutdown_mode)
+	if (M.shutdown_mode == SIGINT || (M.shutdown_mode && sig == SIGTERM))
 		return;
-	log_error(LOG_INFO, 0, "got %s: graceful shutdown, waiting for clients to finish",
-	          sig == SIGINT ? "SIGINT" : "SIGTERM");
-	M.shutdown_mode = sig;
-	M.shutdown_deadline = sig == SIGTERM ? now_usec() + SIGTERM_DEADLINE_USEC : 0;
+	master_notify("STOPPING=1");
 	atomic_fetch_or(&M.shm.hdr->flags, SHM_F_SHUTDOWN);
+	if (sig == SIGINT) {
+		log_error(LOG_INFO, 0, "got SIGINT: shutting down once transactions are done");
+		M.shutdown_mode = SIGINT;
+		M.shutdown_deadline = 0;
+		signal_workers(SIGINT);
+		return;
+	}
+	log_error(LOG_INFO, 0, "got SIGTERM: waiting up to %g s for clients to disconnect",
+	          M.cfg.shutdown_wait_timeout);
+	M.shutdown_mode = SIGTERM;
+	M.shutdown_deadline = now_usec() + (uint64_t)(M.cfg.shutdown_wait_timeout * 1e6);
 	signal_workers(SIGTERM);
 }
 
@@ -97,7 +111,12 @@ static void on_signal(void)
 	while (read(M.sig_fd, &si, sizeof(si)) == sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGCHLD: master_reap_children(); break;
-		case SIGHUP: log_error(LOG_INFO, 0, "SIGHUP: reload is not supported yet"); break;
+		case SIGHUP:
+			master_notify("RELOADING=1");
+			master_reload();
+			master_notify("READY=1");
+			break;
+
 		default: begin_shutdown((int)si.ssi_signo); break;
 		}
 	}
@@ -121,10 +140,12 @@ static void on_tick(void)
 	master_repair_tick();
 	if (++ticks % 10 == 0)
 		master_broker_janitor();
+	master_dns_tick();
 	if (M.shutdown_deadline && now_usec() > M.shutdown_deadline) {
-		log_error(LOG_INFO, 0, "shutdown deadline passed: closing remaining clients");
-		signal_workers(SIGQUIT);
+		log_error(LOG_INFO, 0, "shutdown_wait_timeout passed: closing clients once out of transactions");
+		M.shutdown_mode = SIGINT;
 		M.shutdown_deadline = 0;
+		signal_workers(SIGINT);
 	}
 }
 
@@ -137,6 +158,7 @@ int master_run(void)
 	for (int i = 0; i < M.cfg.workers; i++)
 		if (master_spawn_worker(i) != ST_OK)
 			return EXIT_RESPAWN;
+	master_notify("READY=1");
 	for (;;) {
 		int n = epoll_wait(M.epfd, evs, 32, -1);
 		if (n < 0 && errno != EINTR) {

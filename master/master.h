@@ -19,6 +19,7 @@ struct master {
 	bool *repair_pending;
 	uint64_t *restart_after; /* backoff: earliest respawn time, usec */
 	int shutdown_mode;       /* 0 running, SIGINT, SIGTERM, SIGQUIT */
+	bool daemon;             /* detached: no stderr */
 	uint64_t shutdown_deadline;
 };
 
@@ -38,6 +39,18 @@ void master_broker_janitor(void);
 
 /* dns.c */
 int master_dns_resolve_all(const struct config *cfg, struct shm *shm);
+void master_dns_tick(void);
+void master_dns_reload(void);
+
+/* daemon.c */
+int master_daemonize(void);
+int master_pidfile_claim(const char *path);
+int master_drop_privileges(const char *user);
+void master_notify(const char *state);
+
+/* reload.c */
+void master_reload(void);
+void master_recycle_db(const char *dbname);
 
 /* supervise.c */
 int master_spawn_worker(int index);

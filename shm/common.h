@@ -37,6 +37,8 @@ extern int log_min_level;
 
 void log_open(const char *logfile, bool to_stderr);
 void log_set_role(const char *role);
+/* Also send lines to syslog(3) with this ident and facility name. */
+void log_syslog(const char *ident, const char *facility);
 /* err: an errno to append as "(errno: strerror)", or 0. */
 void log_error(int level, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define log_debug(cat, ...)                                                                        \

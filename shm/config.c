@@ -94,6 +94,13 @@ static const struct opt global_opts[] = {
     O_INT(config, pkt_buf, 1024, 1048576),
     O_BOOL(config, tcp_keepalive),
     O_INT(config, max_packet_size, 1024, INT_MAX),
+    O_TIME(config, dns_max_ttl),
+    O_TIME(config, dns_nxdomain_ttl),
+    O_TIME(config, shutdown_wait_timeout),
+    O_BOOL(config, syslog),
+    O_STR(config, syslog_ident),
+    O_STR(config, syslog_facility),
+    O_STR(config, user),
 };
 
 /* The order matters only for conninfo: see conninfo_map. */
@@ -578,6 +585,11 @@ static void defaults_server(struct config *c)
 	c->server_lifetime = 3600;
 	c->server_connect_timeout = 15;
 	c->server_login_retry = 15;
+	c->dns_max_ttl = 60;
+	c->dns_nxdomain_ttl = 15;
+	c->shutdown_wait_timeout = 60;
+	strlcpy_s(c->syslog_ident, "pgshoal", sizeof(c->syslog_ident));
+	strlcpy_s(c->syslog_facility, "daemon", sizeof(c->syslog_facility));
 	c->query_timeout = 0;
 	c->query_wait_timeout = 120;
 	c->client_idle_timeout = 0;

@@ -93,6 +93,15 @@ struct config {
 	bool log_pooler_errors;     /* default true */
 	int verbose;                /* default 0; 1 = state debug, 2 = all debug */
 
+	/* master: DNS, shutdown, daemon */
+	double dns_max_ttl;           /* default 60: re-resolve server host names this often */
+	double dns_nxdomain_ttl;      /* default 15: retry a failed lookup this soon */
+	double shutdown_wait_timeout; /* default 60: SIGTERM waits this long for clients */
+	bool syslog;                  /* default false */
+	char syslog_ident[CFG_NAME_LEN];    /* default "pgshoal" */
+	char syslog_facility[CFG_NAME_LEN]; /* default "daemon" */
+	char user[CFG_NAME_LEN];      /* drop root privileges to this user after binding; "" = stay */
+
 	/* network */
 	int pkt_buf;        /* per-connection I/O buffer, bytes; default 8192, 1024..1048576 */
 	bool tcp_keepalive; /* default true */

@@ -20,6 +20,8 @@ int log_min_level = LOG_INFO;
 static int log_fd = -1;
 static bool log_stderr = true;
 static char log_role[32] = "pgshoal";
+static bool log_to_syslog;
+static char syslog_ident[64];
 
 static const char *level_name(int level)
 {
@@ -46,6 +48,27 @@ void log_open(const char *logfile, bool to_stderr)
 			log_error(LOG_ERR, errno, "open(\"%s\") failed", logfile);
 	}
 	log_stderr = to_stderr || log_fd < 0;
+}
+
+static int facility_code(const char *name)
+{
+	static const struct {
+		const char *name;
+		int code;
+	} map[] = {{"daemon", LOG_DAEMON}, {"user", LOG_USER},     {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},
+	           {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
+	           {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
+	for (size_t i = 0; i < ARRAY_LEN(map); i++)
+		if (strcmp(map[i].name, name) == 0)
+			return map[i].code;
+	return LOG_DAEMON;
+}
+
+void log_syslog(const char *ident, const char *facility)
+{
+	strlcpy_s(syslog_ident, ident, sizeof(syslog_ident));
+	openlog(syslog_ident, LOG_PID | LOG_NDELAY, facility_code(facility));
+	log_to_syslog = true;
 }
 
 void log_set_role(const char *role)
@@ -82,6 +105,8 @@ void log_error(int level, int err, const char *fmt, ...)
 	}
 	if (log_stderr && write(STDERR_FILENO, line, n) < 0) {
 	}
+	if (log_to_syslog) /* syslog adds its own time and pid */
+		syslog(level == LOG_DEBUG ? LOG_DEBUG : level, "%.*s", (int)(n - 1), strchr(line, ']') + 2);
 }
 
 uint64_t now_usec(void)

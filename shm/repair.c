@@ -115,7 +115,8 @@ int shm_pool_reap_idle(struct shm *s, int pool, uint64_t now, double idle_timeou
 		                now - sl->idle_since_usec > (uint64_t)(idle_timeout * 1e6);
 		bool old = lifetime > 0 && now > sl->created_usec &&
 		           now - sl->created_usec > (uint64_t)(lifetime * 1e6);
-		if (!idle_out && !old)
+		bool stale = sl->recycle_gen != atomic_load_explicit(&row->recycle_gen, memory_order_relaxed);
+		if (!idle_out && !old && !stale)
 			continue;
 		close[n++] = stack[k];
 		stack[k] = stack[--row->nidle];

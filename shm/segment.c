@@ -56,6 +56,8 @@ static void plan_layout(struct shm_header *h)
 	off = align_up(off + sizeof(struct shm_account) * 2 * h->max_pools);
 	h->off_targets = off;
 	off = align_up(off + sizeof(struct shm_target) * CFG_MAX_DBS);
+	h->off_config = off;
+	off = align_up(off + sizeof(struct shm_config_snap));
 	h->total_size = off;
 }
 
@@ -71,10 +73,12 @@ static void attach_regions(struct shm *s, char *base)
 	s->inbox = (struct shm_handoff *)(base + h->off_inbox);
 	s->accounts = (struct shm_account *)(base + h->off_accounts);
 	s->targets = (struct shm_target *)(base + h->off_targets);
+	s->config = (struct shm_config_snap *)(base + h->off_config);
 }
 
-/* The most server connections one pool can ever hold: the largest
- * pool_size + reserve_pool_size in the config (a restart raises it). */
+/* The most server connections one pool can ever hold: twice the largest
+ * pool_size + reserve_pool_size in the config, and at least 100, so that a
+ * reload can raise pool sizes; beyond that a restart is needed. */
 static int max_slots_per_pool(const struct config *cfg)
 {
 	int most = cfg->default_pool_size + cfg->reserve_pool_size;
@@ -83,7 +87,7 @@ static int max_slots_per_pool(const struct config *cfg)
 		if (n > most)
 			most = n;
 	}
-	return most > 0 ? most : 1;
+	return most * 2 > SHM_MIN_SLOTS_PER_POOL ? most * 2 : SHM_MIN_SLOTS_PER_POOL;
 }
 
 static void init_records(struct shm *s)
@@ -231,22 +235,53 @@ void shm_worker_wake(struct shm *s, int worker)
 		log_error(LOG_WARNING, errno, "write() to eventfd of worker %d failed", worker);
 }
 
-void shm_target_write(struct shm *s, int db, const struct sockaddr *addr, socklen_t len)
+static bool same_addrs(const struct shm_target *t, const struct sockaddr_storage *addrs,
+                       const socklen_t *lens, int n)
+{
+	if (!t->ok || t->naddr != n)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (t->len[i] != lens[i] || memcmp(&t->addr[i], &addrs[i], lens[i]) != 0)
+			return false;
+	return true;
+}
+
+bool shm_target_write(struct shm *s, int db, const char *name, const struct sockaddr_storage *addrs,
+                      const socklen_t *lens, int n)
 {
 	struct shm_target *t = &s->targets[db];
-	bool changed = !t->ok || t->len != len || memcmp(&t->addr, addr, len) != 0;
+	bool changed;
 
+	if (n > TARGET_MAX_ADDRS)
+		n = TARGET_MAX_ADDRS;
+	changed = !same_addrs(t, addrs, lens, n) || strcmp(t->name, name) != 0;
+	if (!changed)
+		return false;
 	atomic_fetch_add_explicit(&t->seq, 1, memory_order_acq_rel);
 	atomic_thread_fence(memory_order_release);
-	memcpy(&t->addr, addr, len);
-	t->len = len;
-	t->ok = 1;
-	if (changed)
-		t->addr_gen++;
+	for (int i = 0; i < n; i++) {
+		memcpy(&t->addr[i], &addrs[i], lens[i]);
+		t->len[i] = lens[i];
+	}
+	t->naddr = n;
+	strlcpy_s(t->name, name, sizeof(t->name));
+	t->ok = n > 0;
+	t->addr_gen++;
+	atomic_fetch_add_explicit(&t->seq, 1, memory_order_release);
+	return true;
+}
+
+void shm_target_clear(struct shm *s, int db)
+{
+	struct shm_target *t = &s->targets[db];
+	atomic_fetch_add_explicit(&t->seq, 1, memory_order_acq_rel);
+	t->ok = 0;
+	t->naddr = 0;
+	t->name[0] = '\0';
 	atomic_fetch_add_explicit(&t->seq, 1, memory_order_release);
 }
 
-bool shm_target_read(struct shm *s, int db, struct sockaddr_storage *addr, socklen_t *len)
+bool shm_target_read(struct shm *s, int db, const char *name, struct sockaddr_storage *addr, socklen_t *len)
 {
 	struct shm_target *t = &s->targets[db];
 	unsigned seq;
@@ -254,10 +289,44 @@ bool shm_target_read(struct shm *s, int db, struct sockaddr_storage *addr, sockl
 
 	do {
 		seq = atomic_load_explicit(&t->seq, memory_order_acquire);
-		ok = t->ok;
-		*len = t->len;
-		memcpy(addr, &t->addr, sizeof(*addr));
+		ok = t->ok && t->naddr > 0 && strcmp(t->name, name) == 0;
+		if (ok) {
+			int i = (int)(atomic_load_explicit(&t->prefer, memory_order_relaxed) % (unsigned)t->naddr);
+			*len = t->len[i];
+			memcpy(addr, &t->addr[i], sizeof(*addr));
+		}
 		atomic_thread_fence(memory_order_acquire);
 	} while ((seq & 1) || seq != atomic_load_explicit(&t->seq, memory_order_relaxed));
 	return ok;
+}
+
+void shm_target_next(struct shm *s, int db)
+{
+	atomic_fetch_add_explicit(&s->targets[db].prefer, 1, memory_order_relaxed);
+}
+
+void shm_config_publish(struct shm *s, const struct config *cfg)
+{
+	struct shm_config_snap *snap = s->config;
+	atomic_fetch_add_explicit(&snap->seq, 1, memory_order_acq_rel);
+	atomic_thread_fence(memory_order_release);
+	memcpy(&snap->cfg, cfg, sizeof(*cfg));
+	snap->gen++;
+	atomic_fetch_add_explicit(&snap->seq, 1, memory_order_release);
+	atomic_store_explicit(&s->hdr->config_gen, snap->gen, memory_order_release);
+}
+
+uint32_t shm_config_copy(struct shm *s, struct config *out)
+{
+	struct shm_config_snap *snap = s->config;
+	unsigned seq;
+	uint32_t gen;
+
+	do {
+		seq = atomic_load_explicit(&snap->seq, memory_order_acquire);
+		memcpy(out, &snap->cfg, sizeof(*out));
+		gen = snap->gen;
+		atomic_thread_fence(memory_order_acquire);
+	} while ((seq & 1) || seq != atomic_load_explicit(&snap->seq, memory_order_relaxed));
+	return gen;
 }

@@ -19,6 +19,7 @@
 #define SHM_MAGIC 0x4c534750u /* "PGSL" */
 #define SHM_VERSION 1
 #define CACHELINE 64
+#define SHM_MIN_SLOTS_PER_POOL 100
 
 /* Tracked server parameters: applied with SET when a client moves to a
  * server whose values differ from what the client asked for. */
@@ -53,7 +54,7 @@ struct shm_header {
 	uint32_t nworkers, max_pools, slots_per_pool, clients_per_worker, inbox_size;
 	uint32_t max_client_conn;
 	size_t off_pools, off_slots, off_idle, off_clients, off_workers, off_inbox, off_accounts,
-	    off_targets;
+	    off_targets, off_config;
 	size_t total_size;
 	pid_t master_pid;
 	atomic_uint flags;          /* SHM_F_*, master only */
@@ -91,6 +92,10 @@ struct shm_pool {
 	uint32_t welcome_len;
 	char welcome[1536];
 	int32_t welcome_params_set;   /* 0/1 */
+	/* bumped (by the master on reload/DNS change, or by RECONNECT) when the
+	 * pool's server connections must be replaced: a slot made under an
+	 * older value is closed at release instead of reused */
+	atomic_uint recycle_gen;
 } __attribute__((aligned(CACHELINE)));
 
 struct shm_slot {
@@ -107,6 +112,7 @@ struct shm_slot {
 	socklen_t addrlen;
 	uint64_t created_usec;
 	uint64_t idle_since_usec;     /* under pool lock */
+	uint32_t recycle_gen;         /* the pool's recycle_gen when this connection was made */
 	/* tracked parameters as the server last reported them; written by the
 	 * process leasing the slot (single writer at a time) */
 	char params[PARAM_COUNT][PARAM_VALUE_LEN];
@@ -150,12 +156,24 @@ struct shm_worker {
 
 /* Where a database entry's server is: written by the master (seqlock: odd
  * seq while writing), read by workers when they open a connection. */
+#define TARGET_MAX_ADDRS 4
 struct shm_target {
 	atomic_uint seq;
-	int32_t ok; /* 0 = not resolved (yet) */
-	socklen_t len;
-	struct sockaddr_storage addr;
-	uint32_t addr_gen; /* bumped when the address changes */
+	int32_t ok;                    /* 0 = not resolved (yet) */
+	int32_t naddr;
+	char name[CFG_NAME_LEN];       /* the database entry it belongs to */
+	socklen_t len[TARGET_MAX_ADDRS];
+	struct sockaddr_storage addr[TARGET_MAX_ADDRS];
+	uint32_t addr_gen;             /* bumped when the addresses change */
+	atomic_uint prefer;            /* any worker: the next address to try after a failed connect */
+};
+
+/* The configuration in force, published by the master (seqlock: odd seq
+ * while writing); workers copy it when hdr->config_gen moves. */
+struct shm_config_snap {
+	atomic_uint seq;
+	uint32_t gen;
+	struct config cfg;
 };
 
 struct shm {
@@ -168,6 +186,7 @@ struct shm {
 	struct shm_handoff *inbox; /* per worker: inbox_size entries */
 	struct shm_account *accounts; /* max_pools db accounts, then max_pools user accounts */
 	struct shm_target *targets;   /* CFG_MAX_DBS, by config database index */
+	struct shm_config_snap *config;
 };
 
 /* Master, before forking: size from the config and map the segment. */
@@ -195,8 +214,20 @@ bool shm_inbox_push(struct shm *s, int worker, const struct shm_handoff *h);
 int shm_inbox_pop_all(struct shm *s, int worker, struct shm_handoff *out, int max);
 void shm_worker_wake(struct shm *s, int worker);
 
+/* Configuration snapshot: the master publishes (and bumps config_gen);
+ * a worker copies it out when the generation it holds is older. */
+void shm_config_publish(struct shm *s, const struct config *cfg);
+uint32_t shm_config_copy(struct shm *s, struct config *out);
+
 /* Target addresses (seqlock). read returns false if not resolved. */
-void shm_target_write(struct shm *s, int db, const struct sockaddr *addr, socklen_t len);
-bool shm_target_read(struct shm *s, int db, struct sockaddr_storage *addr, socklen_t *len);
+/* write: the master publishes n addresses for database entry `db` (name);
+ * returns true if they differ from what was there. read: the preferred
+ * address, false if unresolved or the entry is not `name`. next: a connect
+ * to the preferred address failed, try the following one next time. */
+bool shm_target_write(struct shm *s, int db, const char *name, const struct sockaddr_storage *addrs,
+                      const socklen_t *lens, int n);
+void shm_target_clear(struct shm *s, int db);
+bool shm_target_read(struct shm *s, int db, const char *name, struct sockaddr_storage *addr, socklen_t *len);
+void shm_target_next(struct shm *s, int db);
 
 #endif

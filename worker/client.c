@@ -693,8 +693,13 @@ void client_tick(uint64_t now)
 	for (int i = 0; i < W.nrows; i++)
 		if (W.clients[i].state != CL_FREE && !W.clients[i].closing)
 			tick_one(&W.clients[i]);
-	if (W.draining) /* graceful shutdown: idle clients go now */
-		for (int i = 0; i < W.nrows; i++)
-			if (W.clients[i].state == CL_IDLE && !W.clients[i].closing)
-				client_error_close(&W.clients[i], "57P01", "pgshoal is shutting down");
+	if (W.close_idle) /* safe shutdown: clients go once out of their transaction */
+		for (int i = 0; i < W.nrows; i++) {
+			struct client *c = &W.clients[i];
+			if (c->closing || !(c->state == CL_IDLE || c->state == CL_LOGIN ||
+			                    (c->state == CL_ACTIVE && c->server && c->server->state == SV_ACTIVE &&
+			                     c->server->tx == 'I' && c->pending == 0 && !c->unsynced)))
+				continue;
+			client_error_close(c, "57P01", "terminating connection due to pgshoal shutdown");
+		}
 }

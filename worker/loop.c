@@ -65,8 +65,8 @@ static void setup_signals(void)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	/* The master's death ends us: drain like SIGTERM (DESIGN.md). */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	/* The master's death ends us: finish transactions, then exit. */
+	prctl(PR_SET_PDEATHSIG, SIGINT);
 	if (getppid() != W.shm->hdr->master_pid)
 		exit(0);
 }
@@ -130,6 +130,8 @@ static void on_signal(void)
 	while (read(signal_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGQUIT)
 			exit(0);
+		if (si.ssi_signo == SIGINT)
+			W.close_idle = true; /* safe shutdown: clients go when out of transactions */
 		if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
 			stop_accepting();
 	}
@@ -153,6 +155,10 @@ static void on_tick(void)
 		return;
 	if (atomic_load_explicit(&W.shm->hdr->flags, memory_order_acquire) & SHM_F_SHUTDOWN)
 		stop_accepting();
+	if (getppid() != W.shm->hdr->master_pid) { /* the master is gone */
+		W.close_idle = true;
+		stop_accepting();
+	}
 	client_tick(W.now);
 	server_tick(W.now);
 }
@@ -175,13 +181,49 @@ static void dispatch(struct epoll_event *ev)
 	}
 }
 
+/* Pool limits in force follow the configuration: each worker refreshes the
+ * rows after a reload (the same values; whichever writes last is right). */
+static void refresh_pool_limits(void)
+{
+	for (int p = 0; p < (int)W.shm->hdr->max_pools; p++) {
+		struct shm_pool *row = &W.shm->pools[p];
+		const struct config_db *db;
+		const char *user;
+		if (!atomic_load_explicit(&row->used, memory_order_acquire))
+			break;
+		db = config_find_db(W.cfg, row->db);
+		if (!db)
+			continue;
+		user = row->user;
+		shm_pool_set_limits(W.shm, p, &(struct pool_limits){
+			.pool_size = config_pool_size(W.cfg, db),
+			.reserve_size = config_reserve_size(W.cfg, db),
+			.max_db_conns = config_max_db_connections(W.cfg, db),
+			.max_user_conns = config_max_user_connections(W.cfg, user),
+			.mode = config_pool_mode(W.cfg, db, user),
+		});
+	}
+}
+
+/* The master published a new configuration: take it at this loop turn. */
+static void maybe_reload(void)
+{
+	if (atomic_load_explicit(&W.shm->hdr->config_gen, memory_order_relaxed) == W.config_gen)
+		return;
+	W.config_gen = shm_config_copy(W.shm, &W.cfg_store);
+	log_open(W.cfg->logfile, true);
+	refresh_pool_limits();
+	log_debug(DBG_STATE, "configuration generation %u in force", W.config_gen);
+}
+
 void worker_main(int index, const struct worker_env *env)
 {
 	char title[64];
 	struct epoll_event events[MAX_EVENTS];
 
 	W.index = index;
-	W.cfg = env->cfg;
+	W.config_gen = shm_config_copy(env->shm, &W.cfg_store);
+	W.cfg = &W.cfg_store;
 	W.shm = env->shm;
 	W.broker_fd = env->broker_fd;
 	W.nlisten = env->nlisten;
@@ -204,6 +246,7 @@ void worker_main(int index, const struct worker_env *env)
 		for (int i = 0; i < n; i++)
 			dispatch(&events[i]);
 		client_free_closed();
+		maybe_reload();
 		if (W.draining && W.nclients == 0)
 			exit(0);
 	}

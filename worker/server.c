@@ -119,10 +119,30 @@ static bool wants_reset(const struct client *c)
 	return c && c->closing && c->mode == POOL_SESSION;
 }
 
+/* A connection made before its pool's recycle_gen moved (reload, DNS
+ * change, RECONNECT) is closed at release instead of reused. */
+static bool must_recycle(const struct server *sv)
+{
+	const struct shm_slot *sl = shm_slot(W.shm, sv->slot);
+	return sl->recycle_gen != atomic_load_explicit(&W.shm->pools[sl->pool].recycle_gen, memory_order_relaxed);
+}
+
 void server_release(struct server *sv)
 {
 	struct client *c = sv->client;
 	bool reset = wants_reset(c);
+
+	if (must_recycle(sv)) {
+		move_leftover(sv);
+		unlink_client(sv);
+		server_close(sv, "server connection is being recycled");
+		if (c && !c->closing) {
+			client_update_events(c);
+			if (c->in.scan > c->in.start)
+				client_request_server(c);
+		}
+		return;
+	}
 
 	move_leftover(sv);
 	unlink_client(sv);
@@ -247,15 +267,17 @@ void server_connect(int slot, struct client *for_client)
 	(void)for_client;
 	fdcache_forget(sv); /* an older generation's copy */
 	sv->gen = atomic_load_explicit(&sl->gen, memory_order_acquire);
+	sl->recycle_gen = atomic_load_explicit(&pool->recycle_gen, memory_order_acquire);
 	sv->client = NULL;
 	sv->tx = 'I';
 	server_set_state(sv, SV_CONNECTING);
-	if (!db || !shm_target_read(W.shm, (int)(db - W.cfg->dbs), &sl->addr, &sl->addrlen)) {
+	if (!db || !shm_target_read(W.shm, (int)(db - W.cfg->dbs), db->name, &sl->addr, &sl->addrlen)) {
 		server_fail(sv, "server address not resolved");
 		return;
 	}
 	sv->fd = open_socket(&sl->addr, sl->addrlen);
 	if (sv->fd < 0) {
+		shm_target_next(W.shm, (int)(db - W.cfg->dbs));
 		snprintf(err, sizeof(err), "could not connect to server: %s", strerror(errno));
 		server_fail(sv, err);
 		return;
@@ -465,6 +487,9 @@ static void connect_done(struct server *sv)
 	if (getsockopt(sv->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err) {
+		const struct config_db *db = config_find_db(W.cfg, W.shm->pools[shm_slot(W.shm, sv->slot)->pool].db);
+		if (db) /* a name with several addresses: the next one next time */
+			shm_target_next(W.shm, (int)(db - W.cfg->dbs));
 		snprintf(msg, sizeof(msg), "could not connect to server: %s", strerror(err));
 		server_fail(sv, msg);
 		return;

@@ -102,12 +102,15 @@ struct server {
 
 struct worker {
 	int index;
-	const struct config *cfg;
+	const struct config *cfg; /* &cfg_store: this worker's copy of the snapshot */
+	struct config cfg_store;
+	uint32_t config_gen;
 	struct shm *shm;
 	int epfd, broker_fd, timer_fd;
 	int nlisten;
 	int listen_fds[MAX_LISTEN];
-	bool draining;
+	bool draining;   /* not accepting; exits when its last client is gone */
+	bool close_idle; /* also close clients that are out of a transaction */
 	struct client *clients;   /* clients_per_worker, by row - first row */
 	int first_row, nrows;
 	struct server *servers;   /* by slot */

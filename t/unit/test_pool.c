@@ -5,7 +5,7 @@
  * worker * clients_per_worker + row), so most tests run in one process; the
  * last one forks three "workers" that fight over one pool. Each test builds
  * a fresh segment from config_defaults() with workers = 3, pool_size 2 and a
- * reserve of 1 (3 slots per pool), and unmaps it at the end.
+ * reserve of 1 (SHM_MIN_SLOTS_PER_POOL slots per pool), and unmaps it at the end.
  */
 #include "unit.h"
 #include "shm/pool.h"
@@ -48,7 +48,7 @@ static void setup(void)
 	log_min_level = LOG_WARNING; /* shm_create's size line */
 	memset(&S, 0, sizeof(S));
 	CU_ASSERT_FATAL(shm_create(&S, &cfg) == ST_OK);
-	CU_ASSERT_EQUAL_FATAL(S.hdr->slots_per_pool, 3);
+	CU_ASSERT_EQUAL_FATAL(S.hdr->slots_per_pool, SHM_MIN_SLOTS_PER_POOL);
 	CU_ASSERT_EQUAL_FATAL(S.hdr->nworkers, 3);
 	P = shm_pool_find(&S, "app", "web", &LIM);
 	CU_ASSERT_FATAL(P >= 0);
@@ -256,11 +256,11 @@ static void test_pool_idle_usable_by_any_worker(void)
  * even when it is not on top of the stack. */
 static void test_pool_lease_prefers_cached_slot(void)
 {
-	uint32_t local_gen[64] = {0};
+	uint32_t local_gen[4 * SHM_MIN_SLOTS_PER_POOL] = {0};
 	int a, b, c, s1, s2, got;
 
 	setup();
-	CU_ASSERT_FATAL(shm_slot_count(&S) <= 64);
+	CU_ASSERT_FATAL(shm_slot_count(&S) <= 4 * SHM_MIN_SLOTS_PER_POOL);
 	a = cl(0, 0), b = cl(1, 0), c = cl(1, 1);
 	s1 = lease_active(a);
 	s2 = lease_active(b);
@@ -805,7 +805,7 @@ static void test_pool_claim_idle(void)
 #define MP_CHILDREN 3
 #define MP_CYCLES   2000
 struct mp_page {
-	atomic_int users[64]; /* per slot: clients holding it right now */
+	atomic_int users[4 * SHM_MIN_SLOTS_PER_POOL]; /* per slot: clients holding it right now */
 	atomic_int active;    /* slots held right now */
 	atomic_int max_active;
 	atomic_int errors;
@@ -869,7 +869,7 @@ static void test_pool_multiprocess_lease_release(void)
 	setup();
 	pg = mmap(NULL, sizeof(*pg), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	CU_ASSERT_FATAL(pg != MAP_FAILED);
-	CU_ASSERT_FATAL(shm_slot_count(&S) <= 64);
+	CU_ASSERT_FATAL(shm_slot_count(&S) <= 4 * SHM_MIN_SLOTS_PER_POOL);
 	memset(pg, 0, sizeof(*pg));
 	for (int w = 0; w < MP_CHILDREN; w++)
 		(void)cl(w, 0);
