@@ -21,7 +21,9 @@ static void usage(FILE *out)
 	             "  -t, --test      check the configuration file and exit (0 ok, 2 error)\n"
 	             "  -v, --verbose   more logging (twice: protocol debug)\n"
 	             "  -V, --version   print the version and exit\n"
-	             "  -h, --help      this text\n");
+	             "  -h, --help      this text\n"
+	             "       pgshoal --hash-password [--method scram-sha-256|md5] USER\n"
+	             "                  print an auth_file line for a password read from stdin\n");
 }
 
 static int load(const char *file, bool check_only)
@@ -77,6 +79,7 @@ static const struct option long_opts[] = {
 	{"daemon", no_argument, NULL, 'd'}, {"user", required_argument, NULL, 'u'},
 	{"test", no_argument, NULL, 't'},   {"verbose", no_argument, NULL, 'v'},
 	{"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
+	{"hash-password", no_argument, NULL, 'H'}, {"method", required_argument, NULL, 'M'},
 	{NULL, 0, NULL, 0},
 };
 
@@ -95,7 +98,8 @@ static void setup_logging(int verbose)
 int main(int argc, char **argv)
 {
 	bool check_only = false;
-	const char *user = NULL;
+	const char *user = NULL, *method = "scram-sha-256";
+	bool hash_password = false;
 	int verbose = 0, opt, rc;
 
 	while ((opt = getopt_long(argc, argv, "du:tvVh", long_opts, NULL)) != -1) {
@@ -106,9 +110,13 @@ int main(int argc, char **argv)
 		case 'v': verbose++; break;
 		case 'V': printf("pgshoal %s\n", PGSHOAL_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
+		case 'H': hash_password = true; break;
+		case 'M': method = optarg; break;
 		default: usage(stderr); return EXIT_FATAL;
 		}
 	}
+	if (hash_password && optind == argc - 1)
+		return master_hash_password(method, argv[optind]);
 	if (optind != argc - 1) {
 		usage(stderr);
 		return EXIT_FATAL;

@@ -141,6 +141,8 @@ static void on_tick(void)
 	if (++ticks % 10 == 0)
 		master_broker_janitor();
 	master_dns_tick();
+	master_probe_tick();
+	master_stats_tick();
 	if (M.shutdown_deadline && now_usec() > M.shutdown_deadline) {
 		log_error(LOG_INFO, 0, "shutdown_wait_timeout passed: closing clients once out of transactions");
 		M.shutdown_mode = SIGINT;

@@ -41,6 +41,10 @@ void master_broker_janitor(void);
 int master_dns_resolve_all(const struct config *cfg, struct shm *shm);
 void master_dns_tick(void);
 void master_dns_reload(void);
+void master_describe_target(int db, int i, char *out, size_t len);
+
+/* probe.c */
+void master_probe_tick(void);
 
 /* daemon.c */
 int master_daemonize(void);
@@ -48,9 +52,15 @@ int master_pidfile_claim(const char *path);
 int master_drop_privileges(const char *user);
 void master_notify(const char *state);
 
+/* hashpw.c: --hash-password; returns the exit code */
+int master_hash_password(const char *method, const char *user);
+
 /* reload.c */
 void master_reload(void);
 void master_recycle_db(const char *dbname);
+
+/* stats.c */
+void master_stats_tick(void);
 
 /* supervise.c */
 int master_spawn_worker(int index);

@@ -37,7 +37,7 @@
 #define CFG_MAX_POOL_SIZE             10000
 #define CFG_MAX_SECONDS               1e9 /* ~31 years; keeps seconds * 1e6 well inside uint64 */
 
-enum opt_type { OPT_INT, OPT_TIME, OPT_BOOL, OPT_STR, OPT_MODE };
+enum opt_type { OPT_INT, OPT_TIME, OPT_BOOL, OPT_STR, OPT_MODE, OPT_ENUM };
 
 struct opt {
 	const char *name;
@@ -45,6 +45,7 @@ struct opt {
 	size_t off;  /* offset of the field in its struct */
 	size_t size; /* sizeof the field: bounds OPT_STR */
 	double min, max;
+	const char *const *names; /* OPT_ENUM: the accepted words, NULL-terminated */
 };
 
 /* One line per initialiser; clang-format would split each over four. */
@@ -55,7 +56,15 @@ struct opt {
 #define O_BOOL(st, f) {.name = #f, .type = OPT_BOOL, FIELD(st, f), .max = 1}
 #define O_STR(st, f)  {.name = #f, .type = OPT_STR, FIELD(st, f)}
 #define O_MODE(st, f) {.name = #f, .type = OPT_MODE, FIELD(st, f)}
+#define O_ENUM(st, f, words) {.name = #f, .type = OPT_ENUM, FIELD(st, f), .names = words}
 /* clang-format on */
+
+const char *const config_auth_type_names[] = {"trust", "any", "plain", "md5", "scram-sha-256", "cert",
+                                              "hba", NULL};
+const char *const config_target_attrs_names[] = {"any", "read-write", "primary", "read-only", "standby",
+                                                   "prefer-standby", NULL};
+const char *const config_tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-ca",
+                                             "verify-full", NULL};
 
 static const struct opt global_opts[] = {
     O_STR(config, listen_addr),
@@ -94,8 +103,29 @@ static const struct opt global_opts[] = {
     O_INT(config, pkt_buf, 1024, 1048576),
     O_BOOL(config, tcp_keepalive),
     O_INT(config, max_packet_size, 1024, INT_MAX),
+    O_STR(config, admin_db),
+    O_INT(config, stats_period, 1, 86400),
+    O_BOOL(config, log_stats),
+    O_ENUM(config, auth_type, config_auth_type_names),
+    O_STR(config, auth_file),
+    O_STR(config, admin_users),
+    O_STR(config, stats_users),
+    O_ENUM(config, client_tls_sslmode, config_tls_mode_names),
+    O_STR(config, client_tls_key_file),
+    O_STR(config, client_tls_cert_file),
+    O_STR(config, client_tls_ca_file),
+    O_STR(config, client_tls_protocols),
+    O_STR(config, client_tls_ciphers),
+    O_STR(config, client_tls13_ciphers),
+    O_ENUM(config, server_tls_sslmode, config_tls_mode_names),
+    O_STR(config, server_tls_key_file),
+    O_STR(config, server_tls_cert_file),
+    O_STR(config, server_tls_ca_file),
+    O_STR(config, server_tls_protocols),
+    O_STR(config, server_tls_ciphers),
     O_TIME(config, dns_max_ttl),
     O_TIME(config, dns_nxdomain_ttl),
+    O_TIME(config, server_check_period),
     O_TIME(config, shutdown_wait_timeout),
     O_BOOL(config, syslog),
     O_STR(config, syslog_ident),
@@ -118,6 +148,7 @@ static const struct opt db_opts[] = {
     O_INT(config_db, max_db_connections, 0, INT_MAX),
     O_STR(config_db, connect_query),
     O_STR(config_db, application_name),
+    O_ENUM(config_db, target_session_attrs, config_target_attrs_names),
 };
 _Static_assert(ARRAY_LEN(db_opts) <= 32, "db keys are tracked in a 32-bit mask");
 
@@ -129,7 +160,7 @@ static const struct opt user_opts[] = {
 
 /* conninfo keywords we honour; each names a db_opts entry of the same name. */
 static const char *const conninfo_keys[] = {
-    "host", "port", "dbname", "user", "password", "application_name",
+    "host", "port", "dbname", "user", "password", "application_name", "target_session_attrs",
 };
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement"};
@@ -262,6 +293,25 @@ static int set_mode(struct loader *ld, const struct opt *o, void *base, const co
 	return fail(ld, s, "unknown %s \"%s\" (session, transaction or statement)", o->name, v);
 }
 
+static int set_enum(struct loader *ld, const struct opt *o, void *base, const config_setting_t *s)
+{
+	const char *v;
+	char words[256] = "";
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail(ld, s, "\"%s\" must be a string", o->name);
+	v = config_setting_get_string(s);
+	for (int i = 0; o->names[i]; i++) {
+		if (strcmp(v, o->names[i]) == 0) {
+			*(int *)((char *)base + o->off) = i;
+			return 0;
+		}
+		snprintf(words + strlen(words), sizeof(words) - strlen(words), "%s%s", i ? ", " : "",
+		         o->names[i]);
+	}
+	return fail(ld, s, "unknown %s \"%s\" (%s)", o->name, v, words);
+}
+
 static int set_opt(struct loader *ld, const struct opt *o, void *base, const config_setting_t *s)
 {
 	switch (o->type) {
@@ -270,6 +320,7 @@ static int set_opt(struct loader *ld, const struct opt *o, void *base, const con
 	case OPT_BOOL: return set_bool(ld, o, base, s);
 	case OPT_STR: return set_str(ld, o, base, s);
 	case OPT_MODE: return set_mode(ld, o, base, s);
+	case OPT_ENUM: return set_enum(ld, o, base, s);
 	default: abort();
 	}
 }
@@ -303,6 +354,14 @@ static int set_conninfo_val(struct loader *ld, const struct opt *o, struct confi
 
 	if (o->type == OPT_STR)
 		return copy_str(ld, o, db, s, v);
+	if (o->type == OPT_ENUM) {
+		for (int i = 0; o->names[i]; i++)
+			if (strcmp(v, o->names[i]) == 0) {
+				*(int *)((char *)db + o->off) = i;
+				return 0;
+			}
+		return fail(ld, s, "unknown conninfo %s \"%s\"", o->name, v);
+	}
 	errno = 0;
 	port = strtol(v, &end, 10);
 	if (errno || end == v || *end || port < 1 || port > 65535)
@@ -547,6 +606,35 @@ static int set_path(struct loader *ld, struct config *cfg)
 	return rc;
 }
 
+/* Settings that only make sense together (blamed on the first one's line). */
+static int check_auth_tls(struct loader *ld, const struct config *cfg, const config_setting_t *root)
+{
+	const config_setting_t *at = config_setting_get_member(root, "auth_type");
+	const config_setting_t *ct = config_setting_get_member(root, "client_tls_sslmode");
+	int a = cfg->auth_type;
+
+	if (a == AUTH_HBA)
+		return fail(ld, at, "auth_type \"hba\" is not supported yet");
+	if ((a == AUTH_PLAIN || a == AUTH_MD5 || a == AUTH_SCRAM) && !cfg->auth_file[0])
+		return fail(ld, at, "auth_type \"%s\" needs auth_file", config_auth_type_names[a]);
+	if (a == AUTH_CERT && cfg->client_tls_sslmode < TLS_VERIFY_CA)
+		return fail(ld, at, "auth_type \"cert\" needs client_tls_sslmode verify-ca or verify-full");
+	if (cfg->client_tls_sslmode != TLS_DISABLE &&
+	    (!cfg->client_tls_key_file[0] || !cfg->client_tls_cert_file[0]))
+		return fail(ld, ct, "client_tls_sslmode needs client_tls_key_file and client_tls_cert_file");
+	if (cfg->client_tls_sslmode >= TLS_VERIFY_CA && !cfg->client_tls_ca_file[0])
+		return fail(ld, ct, "client_tls_sslmode \"%s\" needs client_tls_ca_file",
+		            config_tls_mode_names[cfg->client_tls_sslmode]);
+	if (cfg->server_tls_sslmode != TLS_DISABLE) /* worker/tls.c: client side only so far */
+		return fail(ld, config_setting_get_member(root, "server_tls_sslmode"),
+		            "server_tls_sslmode other than \"disable\" is not supported yet");
+	if (cfg->server_tls_sslmode >= TLS_VERIFY_CA && !cfg->server_tls_ca_file[0])
+		return fail(ld, config_setting_get_member(root, "server_tls_sslmode"),
+		            "server_tls_sslmode \"%s\" needs server_tls_ca_file",
+		            config_tls_mode_names[cfg->server_tls_sslmode]);
+	return 0;
+}
+
 int config_load(const char *file, struct config *out, char *err, size_t errlen)
 {
 	struct loader ld = {file, err, errlen};
@@ -565,7 +653,8 @@ int config_load(const char *file, struct config *out, char *err, size_t errlen)
 	config_defaults(cfg);
 	config_init(&lc);
 	if (set_path(&ld, cfg) == 0 && parse_file(&ld, &lc) == 0 &&
-	    load_root(&ld, cfg, config_root_setting(&lc)) == 0) {
+	    load_root(&ld, cfg, config_root_setting(&lc)) == 0 &&
+	    check_auth_tls(&ld, cfg, config_root_setting(&lc)) == 0) {
 		memcpy(out, cfg, sizeof(*cfg));
 		rc = 0;
 	}
@@ -587,6 +676,7 @@ static void defaults_server(struct config *c)
 	c->server_login_retry = 15;
 	c->dns_max_ttl = 60;
 	c->dns_nxdomain_ttl = 15;
+	c->server_check_period = 10;
 	c->shutdown_wait_timeout = 60;
 	strlcpy_s(c->syslog_ident, "pgshoal", sizeof(c->syslog_ident));
 	strlcpy_s(c->syslog_facility, "daemon", sizeof(c->syslog_facility));
@@ -622,6 +712,16 @@ void config_defaults(struct config *c)
 	c->pkt_buf = 8192;
 	c->tcp_keepalive = true;
 	c->max_packet_size = INT_MAX;
+	strlcpy_s(c->admin_db, "pgshoal", sizeof(c->admin_db));
+	c->stats_period = 60;
+	c->log_stats = true;
+	c->auth_type = AUTH_TRUST;
+	c->client_tls_sslmode = TLS_DISABLE;
+	c->server_tls_sslmode = TLS_DISABLE;
+	strlcpy_s(c->client_tls_protocols, "secure", sizeof(c->client_tls_protocols));
+	strlcpy_s(c->client_tls_ciphers, "default", sizeof(c->client_tls_ciphers));
+	strlcpy_s(c->server_tls_protocols, "secure", sizeof(c->server_tls_protocols));
+	strlcpy_s(c->server_tls_ciphers, "default", sizeof(c->server_tls_ciphers));
 }
 
 const struct config_db *config_find_db(const struct config *cfg, const char *name)
@@ -693,4 +793,43 @@ const char *config_pool_mode_name(int mode)
 	if (mode >= 0 && (size_t)mode < ARRAY_LEN(pool_mode_names))
 		return pool_mode_names[mode];
 	return "unknown";
+}
+
+static void format_opt(const struct opt *o, const void *base, char *out, size_t len)
+{
+	const char *p = (const char *)base + o->off;
+
+	switch (o->type) {
+	case OPT_INT: snprintf(out, len, "%d", *(const int *)p); break;
+	case OPT_TIME: snprintf(out, len, "%g", *(const double *)p); break;
+	case OPT_BOOL: snprintf(out, len, "%d", *(const bool *)p ? 1 : 0); break;
+	case OPT_STR: snprintf(out, len, "%s", p); break;
+	case OPT_MODE: snprintf(out, len, "%s", config_pool_mode_name(*(const int *)p)); break;
+	case OPT_ENUM: {
+		int v = *(const int *)p, n = 0;
+		while (o->names[n])
+			n++;
+		snprintf(out, len, "%s", v >= 0 && v < n ? o->names[v] : "?");
+		break;
+	}
+	default: abort();
+	}
+}
+
+bool config_describe(const struct config *cfg, int i, const char **name, char *value, size_t vlen,
+                     char *defval, size_t dlen)
+{
+	static struct config defaults;
+	static bool have_defaults;
+
+	if (i < 0 || (size_t)i >= ARRAY_LEN(global_opts))
+		return false;
+	if (!have_defaults) {
+		config_defaults(&defaults);
+		have_defaults = true;
+	}
+	*name = global_opts[i].name;
+	format_opt(&global_opts[i], cfg, value, vlen);
+	format_opt(&global_opts[i], &defaults, defval, dlen);
+	return true;
 }

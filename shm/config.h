@@ -25,6 +25,14 @@ enum pool_mode {
 	POOL_STATEMENT = 2,
 };
 
+enum auth_type { AUTH_TRUST, AUTH_ANY, AUTH_PLAIN, AUTH_MD5, AUTH_SCRAM, AUTH_CERT, AUTH_HBA };
+enum tls_mode { TLS_DISABLE, TLS_ALLOW, TLS_PREFER, TLS_REQUIRE, TLS_VERIFY_CA, TLS_VERIFY_FULL };
+extern const char *const config_auth_type_names[]; /* by enum auth_type */
+extern const char *const config_tls_mode_names[];  /* by enum tls_mode */
+/* libpq's target_session_attrs values, for a database with several hosts */
+enum target_attrs { TSA_ANY, TSA_READ_WRITE, TSA_PRIMARY, TSA_READ_ONLY, TSA_STANDBY, TSA_PREFER_STANDBY };
+extern const char *const config_target_attrs_names[]; /* by enum target_attrs */
+
 struct config_db {
 	char name[CFG_NAME_LEN];          /* "*" = fallback for any database */
 	char host[CFG_HOST_LEN];          /* name, address, or unix socket directory ("/...") */
@@ -39,6 +47,7 @@ struct config_db {
 	int max_db_connections;           /* -1 = global; 0 = unlimited */
 	char connect_query[CFG_QUERY_LEN]; /* run once on each new server connection */
 	char application_name[CFG_NAME_LEN]; /* from conninfo, optional */
+	int target_session_attrs;         /* enum target_attrs: which of several hosts to use */
 };
 
 struct config_user {
@@ -96,16 +105,41 @@ struct config {
 	/* master: DNS, shutdown, daemon */
 	double dns_max_ttl;           /* default 60: re-resolve server host names this often */
 	double dns_nxdomain_ttl;      /* default 15: retry a failed lookup this soon */
+	double server_check_period;   /* default 10: probe multi-host databases this often */
 	double shutdown_wait_timeout; /* default 60: SIGTERM waits this long for clients */
 	bool syslog;                  /* default false */
 	char syslog_ident[CFG_NAME_LEN];    /* default "pgshoal" */
 	char syslog_facility[CFG_NAME_LEN]; /* default "daemon" */
 	char user[CFG_NAME_LEN];      /* drop root privileges to this user after binding; "" = stay */
 
+	/* admin console and statistics */
+	char admin_db[CFG_NAME_LEN];      /* default "pgshoal"; "pgbouncer" also reaches it */
+	int stats_period;                 /* seconds, default 60: averages and the stats log line */
+	bool log_stats;                   /* default true */
+
 	/* network */
 	int pkt_buf;        /* per-connection I/O buffer, bytes; default 8192, 1024..1048576 */
 	bool tcp_keepalive; /* default true */
 	int max_packet_size; /* largest message accepted from a client; default 2147483647 (PgBouncer's) */
+
+	/* authentication (worker/auth.c) */
+	int auth_type;                   /* enum auth_type; default trust */
+	char auth_file[CFG_PATH_LEN];    /* PgBouncer's userlist.txt format */
+	char admin_users[CFG_QUERY_LEN]; /* comma-separated; the admin console (worker/admin.c) */
+	char stats_users[CFG_QUERY_LEN];
+
+	/* TLS (worker/tls.c); files are read by each worker, again after a reload */
+	int client_tls_sslmode; /* enum tls_mode; default disable */
+	char client_tls_key_file[CFG_PATH_LEN], client_tls_cert_file[CFG_PATH_LEN];
+	char client_tls_ca_file[CFG_PATH_LEN];
+	char client_tls_protocols[CFG_NAME_LEN]; /* default "secure" (TLSv1.2 and 1.3) */
+	char client_tls_ciphers[CFG_QUERY_LEN];  /* default "default" (OpenSSL's) */
+	char client_tls13_ciphers[CFG_QUERY_LEN]; /* "" = OpenSSL's */
+	int server_tls_sslmode; /* enum tls_mode; default disable */
+	char server_tls_key_file[CFG_PATH_LEN], server_tls_cert_file[CFG_PATH_LEN];
+	char server_tls_ca_file[CFG_PATH_LEN];
+	char server_tls_protocols[CFG_NAME_LEN];
+	char server_tls_ciphers[CFG_QUERY_LEN];
 
 	int ndbs;
 	struct config_db dbs[CFG_MAX_DBS];
@@ -138,5 +172,10 @@ int config_max_db_connections(const struct config *cfg, const struct config_db *
 int config_max_user_connections(const struct config *cfg, const char *user);
 
 const char *config_pool_mode_name(int mode);
+
+/* SHOW CONFIG: the i-th global setting's name, with its value in cfg and
+ * its default formatted as text; false past the last one. */
+bool config_describe(const struct config *cfg, int i, const char **name, char *value, size_t vlen,
+                     char *defval, size_t dlen);
 
 #endif

@@ -75,6 +75,8 @@ int shm_pool_find(struct shm *s, const char *db, const char *user, const struct 
 			strlcpy_s(row->user, user, CFG_NAME_LEN);
 			row->db_acct = find_account(s, 0, db);
 			row->user_acct = find_account(s, (int)s->hdr->max_pools, user);
+			if (row->db_acct < 0 || row->user_acct < 0)
+				break; /* accounts full (admin flags on databases without pools) */
 			shm_pool_set_limits(s, i, lim);
 			atomic_store_explicit(&row->used, 1, memory_order_release);
 			p = i;
@@ -83,6 +85,25 @@ int shm_pool_find(struct shm *s, const char *db, const char *user, const struct 
 	}
 	shm_mutex_unlock(&s->hdr->table_lock);
 	return p;
+}
+
+/* The database account for `db` (admin PAUSE/DISABLE/KILL flags live
+ * there, so they also hold for pools created later); -1 if none and not
+ * `create`, or the table is full. */
+int shm_pool_db_account(struct shm *s, const char *db, bool create)
+{
+	int a = -1;
+
+	for (int i = 0; i < (int)s->hdr->max_pools && a < 0; i++)
+		if (atomic_load_explicit(&s->accounts[i].used, memory_order_acquire) &&
+		    strcmp(s->accounts[i].name, db) == 0)
+			a = i;
+	if (a >= 0 || !create)
+		return a;
+	shm_mutex_lock(&s->hdr->table_lock);
+	a = find_account(s, 0, db);
+	shm_mutex_unlock(&s->hdr->table_lock);
+	return a;
 }
 
 void shm_pool_set_limits(struct shm *s, int pool, const struct pool_limits *lim)
@@ -96,6 +117,7 @@ void shm_pool_set_limits(struct shm *s, int pool, const struct pool_limits *lim)
 	row->max_db_conns = lim->max_db_conns;
 	row->max_user_conns = lim->max_user_conns;
 	row->mode = lim->mode;
+	row->login_retry_usec = lim->login_retry_usec;
 	shm_mutex_unlock(&row->lock);
 }
 
@@ -115,6 +137,14 @@ static bool account_take(struct shm *s, int acct, int limit)
 static void account_give(struct shm *s, int acct)
 {
 	atomic_fetch_sub_explicit(&s->accounts[acct].conns, 1, memory_order_relaxed);
+}
+
+/* Under lock: the pool lost every server and its last login failed less
+ * than server_login_retry ago (clock read before locking). */
+static bool login_backoff(const struct shm_pool *row, uint64_t now)
+{
+	return row->nservers == 0 && row->last_fail_usec &&
+	       (now < row->last_fail_usec || now - row->last_fail_usec < row->login_retry_usec);
 }
 
 /* Under lock: reserve a FREE slot for `worker` to connect, within limits. */
@@ -212,8 +242,8 @@ static int dequeue_head(struct shm *s, struct shm_pool *row)
 	return client;
 }
 
-int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, double login_retry,
-                   const uint32_t *local_gen, int *slot)
+int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, const uint32_t *local_gen,
+                   int *slot)
 {
 	struct shm_pool *row = pool_row(s, pool);
 	int result;
@@ -224,9 +254,12 @@ int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, double log
 		*slot = pop_idle(s, pool, local_gen);
 		lease_to(s, *slot, client);
 		result = LEASE_GOT;
-	} else if (row->nservers == 0 && row->last_fail_usec &&
-	           (now < row->last_fail_usec || now - row->last_fail_usec < (uint64_t)(login_retry * 1e6))) {
-		result = LEASE_FAILED;
+	} else if (login_backoff(row, now) && !row->welcome_params_set) {
+		result = LEASE_FAILED; /* never reached the server: say so now */
+	} else if (login_backoff(row, now)) {
+		/* it worked before (a restart, a failover): wait for the retry */
+		enqueue(s, row, client, now);
+		result = LEASE_QUEUED;
 	} else {
 		enqueue(s, row, client, now);
 		result = LEASE_QUEUED;
@@ -243,10 +276,11 @@ int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, double log
 int shm_pool_grow(struct shm *s, int pool, int worker, bool use_reserve, int *slot)
 {
 	struct shm_pool *row = pool_row(s, pool);
+	uint64_t now = now_usec();
 
 	*slot = -1;
 	shm_mutex_lock(&row->lock);
-	if (row->nwaiting > row->nconnecting)
+	if (row->nwaiting > row->nconnecting && !login_backoff(row, now))
 		*slot = reserve_slot(s, pool, worker, use_reserve);
 	shm_mutex_unlock(&row->lock);
 	return *slot >= 0 ? ST_OK : ST_AGAIN;
@@ -351,7 +385,7 @@ bool shm_pool_pop_failed_waiter(struct shm *s, int pool, struct shm_handoff *h, 
 	int client = -1;
 
 	shm_mutex_lock(&row->lock);
-	if (row->nservers == 0 && row->last_fail_usec)
+	if (row->nservers == 0 && row->last_fail_usec && !row->welcome_params_set)
 		client = dequeue_head(s, row);
 	shm_mutex_unlock(&row->lock);
 	if (client < 0)
@@ -451,4 +485,28 @@ uint32_t shm_pool_get_welcome(struct shm *s, int pool, char *buf, uint32_t cap)
 	}
 	shm_mutex_unlock(&row->lock);
 	return len;
+}
+
+void shm_pool_set_scram_keys(struct shm *s, int pool, const uint8_t *client_key, const uint8_t *server_key)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	shm_mutex_lock(&row->lock);
+	memcpy(row->scram_client_key, client_key, sizeof(row->scram_client_key));
+	memcpy(row->scram_server_key, server_key, sizeof(row->scram_server_key));
+	row->scram_keys_set = 1;
+	shm_mutex_unlock(&row->lock);
+}
+
+bool shm_pool_get_scram_keys(struct shm *s, int pool, uint8_t *client_key, uint8_t *server_key)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	bool set;
+	shm_mutex_lock(&row->lock);
+	set = row->scram_keys_set != 0;
+	if (set) {
+		memcpy(client_key, row->scram_client_key, sizeof(row->scram_client_key));
+		memcpy(server_key, row->scram_server_key, sizeof(row->scram_server_key));
+	}
+	shm_mutex_unlock(&row->lock);
+	return set;
 }

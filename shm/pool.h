@@ -11,17 +11,20 @@
 
 struct pool_limits {
 	int pool_size, reserve_size, max_db_conns, max_user_conns, mode;
+	uint64_t login_retry_usec; /* server_login_retry: no new connect this soon after a failed one */
 };
 
 enum lease_result {
 	LEASE_GOT,     /* *slot is ACTIVE, leased to the client */
 	LEASE_QUEUED,  /* the client is on the FIFO; a handoff will come */
 	LEASE_CONNECT, /* queued, and *slot was reserved: the caller connects it */
-	LEASE_FAILED,  /* the pool has no server and its last login failed */
+	LEASE_FAILED,  /* the pool never had a server and its last login failed */
 };
 
 /* Find the row for (db, user), creating it with lim; -1 if the table is full. */
 int shm_pool_find(struct shm *s, const char *db, const char *user, const struct pool_limits *lim);
+/* The account of database `db` (admin flags); created if `create`; -1 if none. */
+int shm_pool_db_account(struct shm *s, const char *db, bool create);
 /* Refresh a row's limits (after a reload). */
 void shm_pool_set_limits(struct shm *s, int pool, const struct pool_limits *lim);
 
@@ -30,8 +33,8 @@ void shm_pool_set_limits(struct shm *s, int pool, const struct pool_limits *lim)
  * generation this worker has a socket for (0 = none): such idle slots are
  * preferred, since they need no fd from the master.
  */
-int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, double login_retry,
-                   const uint32_t *local_gen, int *slot);
+int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, const uint32_t *local_gen,
+                   int *slot);
 /* Waiters beyond the servers being connected: reserve a slot to connect
  * (use_reserve: the reserve pool may be used). ST_OK with *slot, or ST_AGAIN. */
 int shm_pool_grow(struct shm *s, int pool, int worker, bool use_reserve, int *slot);
@@ -61,6 +64,11 @@ bool shm_pool_dequeue(struct shm *s, int pool, int client);
 /* The pool's welcome ParameterStatus messages, saved from its first server. */
 void shm_pool_set_welcome(struct shm *s, int pool, const char *msgs, uint32_t len);
 uint32_t shm_pool_get_welcome(struct shm *s, int pool, char *buf, uint32_t cap);
+
+/* SCRAM pass-through keys (32 bytes each) for the pool's user; get returns
+ * false when no client has logged in with SCRAM yet. */
+void shm_pool_set_scram_keys(struct shm *s, int pool, const uint8_t *client_key, const uint8_t *server_key);
+bool shm_pool_get_scram_keys(struct shm *s, int pool, uint8_t *client_key, uint8_t *server_key);
 
 /* Master: a worker died. Free what it held; fill close[] with the slots
  * whose sockets the master must close (up to max). ST_AGAIN if a pool lock

@@ -4,6 +4,7 @@
  * creates the segment before the first fork; all others only map-inherit it.
  */
 #include "shm.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <string.h>
@@ -58,6 +59,10 @@ static void plan_layout(struct shm_header *h)
 	off = align_up(off + sizeof(struct shm_target) * CFG_MAX_DBS);
 	h->off_config = off;
 	off = align_up(off + sizeof(struct shm_config_snap));
+	h->off_stats = off;
+	off = align_up(off + sizeof(struct shm_stats) * h->nworkers * h->max_pools);
+	h->off_stats_old = off;
+	off = align_up(off + sizeof(struct shm_stats) * h->max_pools);
 	h->total_size = off;
 }
 
@@ -74,6 +79,8 @@ static void attach_regions(struct shm *s, char *base)
 	s->accounts = (struct shm_account *)(base + h->off_accounts);
 	s->targets = (struct shm_target *)(base + h->off_targets);
 	s->config = (struct shm_config_snap *)(base + h->off_config);
+	s->stats = (struct shm_stats *)(base + h->off_stats);
+	s->stats_old = (struct shm_stats *)(base + h->off_stats_old);
 }
 
 /* The most server connections one pool can ever hold: twice the largest
@@ -144,6 +151,7 @@ int shm_create(struct shm *s, const struct config *cfg)
 	plan.max_client_conn = (uint32_t)cfg->max_client_conn;
 	plan.inbox_size = plan.clients_per_worker + 16;
 	plan.master_pid = getpid();
+	plan.stats_old_usec = now_usec(); /* averages count from the start */
 	plan_layout(&plan);
 
 	base = mmap(NULL, plan.total_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

@@ -17,7 +17,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC 0x4c534750u /* "PGSL" */
-#define SHM_VERSION 1
+#define SHM_VERSION 2
 #define CACHELINE 64
 #define SHM_MIN_SLOTS_PER_POOL 100
 
@@ -47,6 +47,7 @@ extern const char *const slot_state_names[SLOT_STATE_COUNT];
 
 /* Header flags. */
 #define SHM_F_SHUTDOWN 0x1 /* master: stop accepting; workers drain */
+#define SHM_F_PAUSED 0x2   /* admin PAUSE/KILL without a database: new leases wait */
 
 struct shm_header {
 	uint32_t magic, version;
@@ -54,12 +55,15 @@ struct shm_header {
 	uint32_t nworkers, max_pools, slots_per_pool, clients_per_worker, inbox_size;
 	uint32_t max_client_conn;
 	size_t off_pools, off_slots, off_idle, off_clients, off_workers, off_inbox, off_accounts,
-	    off_targets, off_config;
+	    off_targets, off_config, off_stats, off_stats_old;
 	size_t total_size;
 	pid_t master_pid;
-	atomic_uint flags;          /* SHM_F_*, master only */
+	atomic_uint flags;          /* SHM_F_SHUTDOWN: master; SHM_F_PAUSED: admin sessions (fetch_or/and) */
 	atomic_uint config_gen;     /* master only, release store */
 	atomic_int clients_total;   /* any worker: fetch_add on accept, fetch_sub on close */
+	atomic_ullong next_client_id; /* any worker: fetch_add on accept (SHOW CLIENTS id) */
+	atomic_uint kill_gen;       /* admin KILL without a database: bumped; clients of older gens close */
+	atomic_ullong stats_old_usec; /* master: monotonic time of the stats_old snapshot */
 	struct shm_mutex table_lock; /* guards creating pool rows and accounts */
 };
 
@@ -69,6 +73,9 @@ struct shm_account {
 	char name[CFG_NAME_LEN]; /* under table_lock, before used is set */
 	atomic_int used;         /* 0/1, release store under table_lock */
 	atomic_int conns;        /* server slots not FREE, CAS by the reserving process */
+	/* database accounts only, written by admin sessions (shm/ctl.h) */
+	atomic_uint flags;       /* DB_F_PAUSED, DB_F_DISABLED: fetch_or / fetch_and */
+	atomic_uint kill_gen;    /* KILL db: bumped; the database's clients of older gens close */
 };
 
 struct shm_pool {
@@ -79,6 +86,7 @@ struct shm_pool {
 	int db_acct, user_acct;       /* account indices; under table_lock */
 	/* limits in force; under lock (refreshed by whoever holds newer config) */
 	int pool_size, reserve_size, max_db_conns, max_user_conns, mode;
+	uint64_t login_retry_usec;
 	/* under lock */
 	int nservers;                 /* slots not FREE */
 	int nconnecting;              /* slots CONNECTING */
@@ -92,6 +100,12 @@ struct shm_pool {
 	uint32_t welcome_len;
 	char welcome[1536];
 	int32_t welcome_params_set;   /* 0/1 */
+	/* SCRAM pass-through (worker/auth.c -> worker/login.c): the ClientKey
+	 * and ServerKey of the pool's user, learnt when a client logged in
+	 * against a SCRAM verifier; lets any worker log in to the server
+	 * without a cleartext password. Under lock. */
+	int32_t scram_keys_set;       /* 0/1 */
+	uint8_t scram_client_key[32], scram_server_key[32];
 	/* bumped (by the master on reload/DNS change, or by RECONNECT) when the
 	 * pool's server connections must be replaced: a slot made under an
 	 * older value is closed at release instead of reused */
@@ -134,6 +148,18 @@ struct shm_client {
 	int queued;           /* 1 while on the FIFO */
 	uint64_t wait_since_usec;
 	uint64_t connect_usec;
+	/* what SHOW CLIENTS shows; written by its worker (strings before state =
+	 * USED, the rest as it changes), read without locks by admin sessions,
+	 * which tolerate a row that changes under them */
+	uint64_t id;              /* unique across the pooler (KILL_CLIENT) */
+	atomic_int cstate;        /* its worker's enum client_state */
+	atomic_ullong state_usec; /* monotonic: when cstate last changed */
+	atomic_uint kill;         /* 1: an admin asked its worker to close it (KILL_CLIENT) */
+	uint16_t port, local_port;
+	uint8_t tls, is_admin;
+	char addr[48], local_addr[48];
+	char user[CFG_NAME_LEN], db[CFG_NAME_LEN];
+	char app_name[PARAM_VALUE_LEN];
 };
 
 /* A handoff pushed into a worker's inbox: slot given to one of its clients
@@ -150,6 +176,8 @@ struct shm_worker {
 	int eventfd;              /* created by the master before forking; same number everywhere */
 	atomic_uint respawns;     /* master */
 	atomic_int nclients;      /* that worker */
+	atomic_ullong loops;      /* that worker, each tick: loop turns so far (SHOW WORKERS) */
+	atomic_int nfds;          /* that worker, each tick: server sockets it holds a copy of */
 	struct shm_mutex inbox_lock;
 	uint32_t inbox_head, inbox_tail; /* under inbox_lock; ring of inbox_size */
 } __attribute__((aligned(CACHELINE)));
@@ -165,7 +193,10 @@ struct shm_target {
 	socklen_t len[TARGET_MAX_ADDRS];
 	struct sockaddr_storage addr[TARGET_MAX_ADDRS];
 	uint32_t addr_gen;             /* bumped when the addresses change */
-	atomic_uint prefer;            /* any worker: the next address to try after a failed connect */
+	atomic_uint prefer;            /* the address to use: rotated by workers on connect failures
+	                                * (one host), chosen by the master's probes (several hosts
+	                                * with target_session_attrs) */
+	atomic_uint probe_now;         /* any worker: a connect failed, probe again now */
 };
 
 /* The configuration in force, published by the master (seqlock: odd seq
@@ -187,6 +218,8 @@ struct shm {
 	struct shm_account *accounts; /* max_pools db accounts, then max_pools user accounts */
 	struct shm_target *targets;   /* CFG_MAX_DBS, by config database index */
 	struct shm_config_snap *config;
+	struct shm_stats *stats;      /* nworkers x max_pools counters (shm/stats.h) */
+	struct shm_stats *stats_old;  /* max_pools: the master's snapshot for averages */
 };
 
 /* Master, before forking: size from the config and map the segment. */

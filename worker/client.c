@@ -8,6 +8,7 @@
 #include "worker.h"
 #include "io.h"
 #include "proto.h"
+#include "shm/ctl.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -24,7 +25,7 @@
 #include <unistd.h>
 
 static const char *const client_state_names[CL_STATE_COUNT] = {
-	"free", "login", "auth", "login_wait", "idle", "waiting", "active",
+	"free", "login", "auth", "login_wait", "idle", "waiting", "active", "tls", "admin",
 };
 
 const char *client_state_name(enum client_state st)
@@ -37,6 +38,9 @@ void client_set_state(struct client *c, enum client_state st)
 	log_debug(DBG_STATE, "C-%d: %s -> %s", c->row, client_state_name(c->state), client_state_name(st));
 	c->state = st;
 	c->state_since = W.now;
+	/* for SHOW CLIENTS / SHOW POOLS in any worker */
+	atomic_store_explicit(&shm_client(W.shm, c->row)->cstate, (int)st, memory_order_relaxed);
+	atomic_store_explicit(&shm_client(W.shm, c->row)->state_usec, W.now, memory_order_relaxed);
 }
 
 static struct shm_client *row_of(struct client *c)
@@ -50,6 +54,8 @@ void client_update_events(struct client *c)
 	uint32_t want = 0;
 	if (c->closing)
 		return;
+	if (c->admin)
+		return admin_update_events(c);
 	if (buf_len(&c->out) > 0 || (c->server && c->server->in.data && buf_len(&c->server->in) > 0 &&
 	                             c->server->state == SV_ACTIVE && c->server->in.scan > c->server->in.start))
 		want |= EPOLLOUT;
@@ -60,7 +66,7 @@ void client_update_events(struct client *c)
 }
 
 /* Write pgshoal's own bytes to the client, keeping order with what is queued. */
-static void client_write(struct client *c, const char *p, size_t n)
+void client_write(struct client *c, const char *p, size_t n)
 {
 	ssize_t w = 0;
 	if (buf_len(&c->out) == 0) {
@@ -174,6 +180,7 @@ static void start_client(int fd, const struct sockaddr_storage *sa)
 	row_of(c)->pool = -1;
 	row_of(c)->connect_usec = wall_usec();
 	atomic_store_explicit(&row_of(c)->slot, -1, memory_order_relaxed);
+	admin_note_client(c, sa);
 	atomic_store_explicit(&row_of(c)->state, CROW_USED, memory_order_release);
 	client_set_state(c, CL_LOGIN);
 	W.nclients++;
@@ -239,7 +246,7 @@ static void negotiate_version(struct client *c, const struct startup *st)
 		client_write(c, b.p, b.len);
 }
 
-static struct pool_limits limits_for(const struct config_db *db, const char *user)
+struct pool_limits client_pool_limits(const struct config_db *db, const char *user)
 {
 	struct pool_limits lim = {
 		.pool_size = config_pool_size(W.cfg, db),
@@ -247,6 +254,7 @@ static struct pool_limits limits_for(const struct config_db *db, const char *use
 		.max_db_conns = config_max_db_connections(W.cfg, db),
 		.max_user_conns = config_max_user_connections(W.cfg, user),
 		.mode = config_pool_mode(W.cfg, db, user),
+		.login_retry_usec = (uint64_t)(W.cfg->server_login_retry * 1e6),
 	};
 	return lim;
 }
@@ -264,22 +272,31 @@ static void login_client(struct client *c, const struct startup *st)
 		db = user;
 	strlcpy_s(c->user, user, sizeof(c->user));
 	strlcpy_s(c->db, db, sizeof(c->db));
+	admin_note_login(c, startup_get(st, "application_name"));
 	if (atomic_load(&W.shm->hdr->clients_total) > W.cfg->max_client_conn)
 		return client_error_close(c, "53300", "no more connections allowed (max_client_conn)");
 	if (startup_get(st, "replication"))
 		return client_error_close(c, "08P01", "replication connections are not supported");
+	if (admin_is_db(db)) { /* the admin console: no pool, no server */
+		if (admin_begin(c) == ST_OK && auth_begin(c) == ST_OK)
+			client_login_done(c);
+		return;
+	}
 	cdb = config_find_db(W.cfg, db);
 	if (!cdb)
 		return client_error_close(c, "3D000", "database \"%s\" does not exist", db);
 	c->db_index = (int)(cdb - W.cfg->dbs);
 	if (cdb->user[0])
 		user = cdb->user;
-	lim = limits_for(cdb, user);
+	lim = client_pool_limits(cdb, user);
 	c->mode = lim.mode;
 	c->pool = shm_pool_find(W.shm, db, user, &lim);
 	if (c->pool < 0)
 		return client_error_close(c, "53300", "no more pools available (max_pools)");
 	row_of(c)->pool = c->pool;
+	if (shm_ctl_disabled(W.shm, c->pool))
+		return client_error_close(c, "55000", "database \"%s\" is not currently accepting connections (DISABLE)", db);
+	c->kill_gen = shm_ctl_kill_gen(W.shm, c->pool);
 	take_startup_params(c, st);
 	negotiate_version(c, st);
 	if (W.cfg->log_connections)
@@ -293,6 +310,9 @@ static void login_client(struct client *c, const struct startup *st)
  * after a server login when the pool has none yet). */
 void client_login_done(struct client *c)
 {
+	if (c->admin)
+		return admin_login_done(c);
+	shm_stat_add(worker_stats(c->pool), STAT_LOGIN, 1);
 	client_send_welcome(c);
 }
 
@@ -308,6 +328,7 @@ static bool handle_startup_packet(struct client *c, const char *pkt, uint32_t le
 	}
 	switch (st.code) {
 	case PROTO_SSL:
+		return tls_client_begin(c); /* 'S' and a handshake, or 'N' */
 	case PROTO_GSSENC:
 		client_write(c, "N", 1);
 		return true;
@@ -386,7 +407,7 @@ void client_send_welcome(struct client *c)
 	proto_backend_key(&b, shm_fake_pid(W.shm, c->row), (int32_t)row_of(c)->cancel_key);
 	proto_ready(&b, 'I');
 	client_write(c, b.p, b.len);
-	if (c->state == CL_LOGIN || c->state == CL_LOGIN_WAIT)
+	if (c->state == CL_LOGIN || c->state == CL_AUTH || c->state == CL_LOGIN_WAIT)
 		client_set_state(c, c->server ? CL_ACTIVE : CL_IDLE);
 }
 
@@ -445,8 +466,12 @@ void client_flush_to_server(struct client *c)
 		}
 		if (n > 0) {
 			b->start += (uint32_t)n;
-			if (sv->state == SV_ACTIVE && c->pending && !sv->since)
-				sv->since = W.now;
+			shm_stat_add(worker_stats(c->pool), STAT_RECV, (uint64_t)n);
+			if (sv->state == SV_ACTIVE && c->pending && !sv->since) {
+				sv->since = W.now; /* a request starts (query_time, query_timeout) */
+				if (!sv->xact_start)
+					sv->xact_start = W.now;
+			}
 		}
 	}
 	buf_compact(b);
@@ -511,6 +536,10 @@ void client_on_event(struct client *c, uint32_t events)
 {
 	if (c->closing)
 		return;
+	if (c->state == CL_TLS)
+		return tls_client_handshake(c);
+	if (c->admin)
+		return admin_on_event(c, events);
 	if (events & EPOLLOUT)
 		client_flush_out(c);
 	if (!c->closing && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
@@ -527,8 +556,15 @@ static void fail_waiting_client(struct client *c)
 
 void client_request_server(struct client *c)
 {
-	int slot;
-	int r = shm_pool_lease(W.shm, c->pool, c->row, W.now, W.cfg->server_login_retry, W.local_gen, &slot);
+	int slot, r;
+
+	if (shm_ctl_paused(W.shm, c->pool)) { /* PAUSE/KILL: wait unqueued; client_tick retries */
+		c->paused = true;
+		if (c->state != CL_LOGIN_WAIT)
+			client_set_state(c, CL_WAITING);
+		return;
+	}
+	r = shm_pool_lease(W.shm, c->pool, c->row, W.now, W.local_gen, &slot);
 
 	switch (r) {
 	case LEASE_GOT:
@@ -558,6 +594,9 @@ void client_attach(struct client *c, struct server *sv)
 	sv->client = c;
 	c->server = sv;
 	atomic_store_explicit(&row_of(c)->slot, sv->slot, memory_order_release);
+	shm_stat_add(worker_stats(c->pool), STAT_ASSIGN, 1);
+	if (c->state == CL_WAITING || c->state == CL_LOGIN_WAIT)
+		shm_stat_add(worker_stats(c->pool), STAT_WAIT_TIME, W.now - c->state_since);
 	if (c->state != CL_LOGIN_WAIT)
 		client_set_state(c, CL_ACTIVE);
 	if (fdcache_get(sv, gen) == ST_OK)
@@ -626,6 +665,12 @@ void client_close(struct client *c, const char *reason)
 	if (c->server)
 		server_client_gone(c->server);
 	free_row(c);
+	if (c->auth)
+		auth_free(c);
+	if (c->admin)
+		admin_free(c);
+	if (c->tls)
+		tls_close(&c->tls);
 	if (reason && c->state != CL_LOGIN && W.cfg->log_disconnections)
 		log_error(LOG_INFO, 0, "C-%d: db=%s user=%s addr=%s closing because: %s (age=%llus)", c->row,
 		          c->db, c->user, c->addr, reason,
@@ -660,9 +705,26 @@ static bool past(uint64_t since, double seconds)
 static void tick_one(struct client *c)
 {
 	const struct config *cfg = W.cfg;
+	const char *killed = admin_kill_reason(c);
+
+	if (killed)
+		return client_error_close(c, "57P01", "%s", killed);
+	if (c->paused && (c->state == CL_WAITING || c->state == CL_LOGIN_WAIT)) {
+		if (past(c->state_since, cfg->query_wait_timeout))
+			client_error_close(c, "08P01", "query_wait_timeout");
+		else if (!shm_ctl_paused(W.shm, c->pool)) {
+			c->paused = false; /* RESUME */
+			client_request_server(c);
+		}
+		return;
+	}
 	switch (c->state) {
+	case CL_ADMIN:
+		admin_tick(c);
+		break;
 	case CL_LOGIN:
 	case CL_AUTH:
+	case CL_TLS:
 		if (past(c->state_since, cfg->client_login_timeout))
 			client_error_close(c, "08P01", "client_login_timeout");
 		break;
@@ -670,8 +732,8 @@ static void tick_one(struct client *c)
 	case CL_WAITING:
 		if (past(c->state_since, cfg->query_wait_timeout) && shm_pool_dequeue(W.shm, c->pool, c->row))
 			client_error_close(c, "08P01", "query_wait_timeout");
-		else if (past(c->state_since, cfg->reserve_pool_timeout))
-			server_grow_reserve(c->pool);
+		else /* retries after a failed login, and the reserve pool, are driven from here */
+			server_grow(c->pool, past(c->state_since, cfg->reserve_pool_timeout));
 		break;
 	case CL_IDLE:
 		if (past(c->last_io, cfg->client_idle_timeout))

@@ -1,6 +1,7 @@
 /*
  * login.c — the messages a worker itself exchanges with a server: the login
- * (StartupMessage, cleartext/md5 password, ParameterStatus, BackendKeyData)
+ * (StartupMessage, cleartext/md5 password or SCRAM-SHA-256, ParameterStatus,
+ * BackendKeyData)
  * and the queries whose replies pgshoal swallows (parameter SETs,
  * server_reset_query, connect_query). Runs in worker processes, on slots the
  * worker holds.
@@ -8,9 +9,12 @@
 #include "worker.h"
 #include "io.h"
 #include "proto.h"
+#include "userlist.h"
+#include "shm/password.h"
+#include "shm/scram.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +28,13 @@ struct login {
 	size_t startup_len;
 	char welcome[sizeof(((struct shm_pool *)0)->welcome)];
 	uint32_t welcome_len;
+	struct scram_client scram;
 };
 
 void login_free(struct server *sv)
 {
+	if (sv->login)
+		OPENSSL_cleanse(sv->login, sizeof(*sv->login));
 	free(sv->login);
 	sv->login = NULL;
 }
@@ -43,7 +50,12 @@ void login_begin(struct server *sv, const struct config_db *db, const char *user
 	}
 	sv->login = l;
 	strlcpy_s(l->user, user, sizeof(l->user));
-	strlcpy_s(l->password, db->password, sizeof(l->password));
+	/* the database entry's password, else the auth_file's (cleartext or an
+	 * md5 hash; a SCRAM verifier needs the pass-through keys) */
+	if (db->password[0])
+		strlcpy_s(l->password, db->password, sizeof(l->password));
+	else if (userlist_password(user))
+		strlcpy_s(l->password, userlist_password(user), sizeof(l->password));
 	pb_init(&b, l->startup, sizeof(l->startup));
 	pb_u32(&b, 0);
 	pb_u32(&b, PROTO_V3);
@@ -77,20 +89,6 @@ void login_send_startup(struct server *sv)
 	server_set_state(sv, SV_LOGIN);
 }
 
-static void md5_hex(const char *a, size_t alen, const char *b, size_t blen, char out[33])
-{
-	unsigned char d[16];
-	unsigned int dlen = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
-	EVP_DigestUpdate(ctx, a, alen);
-	EVP_DigestUpdate(ctx, b, blen);
-	EVP_DigestFinal_ex(ctx, d, &dlen);
-	EVP_MD_CTX_free(ctx);
-	for (int i = 0; i < 16; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
-
 static int send_password(struct server *sv, const char *pw)
 {
 	char mem[CFG_PASSWORD_LEN + 16];
@@ -103,26 +101,94 @@ static int send_password(struct server *sv, const char *pw)
 	return !b.err && send_all(sv, b.p, b.len) ? ST_AGAIN : ST_ERROR;
 }
 
+static int login_error(struct server *sv, const char *why)
+{
+	server_fail(sv, why);
+	return ST_ERROR;
+}
+
+/* SASLInitialResponse (mech != NULL) or SASLResponse. */
+static int send_sasl(struct server *sv, const char *mech, const char *data, int len)
+{
+	char mem[SCRAM_MSG_MAX + 64];
+	struct pbuf b;
+	size_t pos;
+
+	if (len < 0)
+		return login_error(sv, "SCRAM exchange with the server failed");
+	pb_init(&b, mem, sizeof(mem));
+	pos = pb_begin(&b, 'p');
+	if (mech) {
+		pb_str(&b, mech);
+		pb_u32(&b, (uint32_t)len);
+	}
+	pb_bytes(&b, data, (size_t)len);
+	pb_end(&b, pos);
+	return !b.err && send_all(sv, b.p, b.len) ? ST_AGAIN : ST_ERROR;
+}
+
+/* AuthenticationSASL: SCRAM-SHA-256 with the cleartext password, or with
+ * the keys a client's SCRAM login left in the pool row (pass-through). */
+static int scram_begin(struct server *sv, const char *body, uint32_t len)
+{
+	struct login *l = sv->login;
+	bool offered = false;
+	char nonce[32], out[SCRAM_MSG_MAX];
+
+	for (uint32_t i = 4; i < len && body[i];) {
+		const char *m = body + i;
+		size_t n = strnlen(m, len - i);
+		offered |= n == 13 && memcmp(m, "SCRAM-SHA-256", 13) == 0;
+		i += (uint32_t)n + 1;
+	}
+	if (!offered)
+		return login_error(sv, "server offered no SASL mechanism pgshoal supports");
+	memset(&l->scram, 0, sizeof(l->scram));
+	if (password_kind(l->password) != PASSWORD_CLEAR || !l->password[0]) {
+		int pool = shm_slot(W.shm, sv->slot)->pool;
+		l->scram.have_keys = shm_pool_get_scram_keys(W.shm, pool, l->scram.client_key, l->scram.server_key);
+		if (!l->scram.have_keys)
+			return login_error(sv, "server asked for SCRAM and pgshoal has no cleartext password (or "
+			                       "pass-through keys yet) for this user");
+	}
+	if (scram_random_nonce(nonce) < 0)
+		return login_error(sv, "no random bytes");
+	return send_sasl(sv, "SCRAM-SHA-256", out, scram_client_first(&l->scram, "", nonce, out, sizeof(out)));
+}
+
 /* AuthenticationXXX from the server. */
 static int on_auth(struct server *sv, const char *body, uint32_t len)
 {
 	struct login *l = sv->login;
 	uint32_t code = len >= 4 ? get_u32(body) : 99;
-	char inner[33], outer[36];
+	enum password_kind kind = password_kind(l->password);
+	char hash[PASSWORD_MD5_LEN + 1], out[SCRAM_MSG_MAX];
 
 	switch (code) {
 	case 0: return ST_AGAIN; /* AuthenticationOk */
-	case 3: return send_password(sv, l->password);
+	case 3:
+		if (kind != PASSWORD_CLEAR)
+			return login_error(sv, "server asked for a cleartext password; pgshoal has only a hash");
+		return send_password(sv, l->password);
 	case 5:
-		if (len < 8)
-			return ST_ERROR;
-		md5_hex(l->password, strlen(l->password), l->user, strlen(l->user), inner);
-		memcpy(outer, "md5", 3);
-		md5_hex(inner, 32, body + 4, 4, outer + 3);
-		return send_password(sv, outer);
+		if (len < 8 || kind == PASSWORD_SCRAM)
+			return login_error(sv, "server asked for md5; pgshoal has only a SCRAM verifier");
+		if (kind == PASSWORD_CLEAR)
+			password_md5(l->password, l->user, hash);
+		else
+			strlcpy_s(hash, l->password, sizeof(hash)); /* an md5 hash answers md5 as well */
+		password_md5_salted(hash, (const uint8_t *)body + 4, out);
+		return send_password(sv, out);
+	case 10: return scram_begin(sv, body, len);
+	case 11: /* SASLContinue: server-first-message */
+		return send_sasl(sv, NULL, out,
+		                 scram_client_final(&l->scram, l->password, body + 4, len - 4, out, sizeof(out)));
+	case 12: /* SASLFinal: the server proves it knows the verifier */
+		if (scram_client_verify(&l->scram, body + 4, len - 4) != SCRAM_OK)
+			return login_error(sv, "server's SCRAM signature is invalid");
+		return ST_AGAIN;
 	default:
-		server_fail(sv, "server asked for an authentication method pgshoal does not support yet");
-		return ST_ERROR;
+		return login_error(sv, "server asked for an authentication method pgshoal does not support");
 	}
 }
 

@@ -161,6 +161,7 @@ static void on_tick(void)
 	}
 	client_tick(W.now);
 	server_tick(W.now);
+	admin_worker_tick();
 }
 
 static void dispatch(struct epoll_event *ev)
@@ -188,20 +189,14 @@ static void refresh_pool_limits(void)
 	for (int p = 0; p < (int)W.shm->hdr->max_pools; p++) {
 		struct shm_pool *row = &W.shm->pools[p];
 		const struct config_db *db;
-		const char *user;
+		struct pool_limits lim;
 		if (!atomic_load_explicit(&row->used, memory_order_acquire))
 			break;
 		db = config_find_db(W.cfg, row->db);
 		if (!db)
 			continue;
-		user = row->user;
-		shm_pool_set_limits(W.shm, p, &(struct pool_limits){
-			.pool_size = config_pool_size(W.cfg, db),
-			.reserve_size = config_reserve_size(W.cfg, db),
-			.max_db_conns = config_max_db_connections(W.cfg, db),
-			.max_user_conns = config_max_user_connections(W.cfg, user),
-			.mode = config_pool_mode(W.cfg, db, user),
-		});
+		lim = client_pool_limits(db, row->user);
+		shm_pool_set_limits(W.shm, p, &lim);
 	}
 }
 
@@ -220,6 +215,7 @@ void worker_main(int index, const struct worker_env *env)
 {
 	char title[64];
 	struct epoll_event events[MAX_EVENTS];
+	int tls_busy = 0;
 
 	W.index = index;
 	W.config_gen = shm_config_copy(env->shm, &W.cfg_store);
@@ -237,14 +233,16 @@ void worker_main(int index, const struct worker_env *env)
 	setup_loop();
 	atomic_store(&W.shm->workers[index].pid, getpid());
 	for (;;) {
-		int n = epoll_wait(W.epfd, events, MAX_EVENTS, -1);
+		int n = epoll_wait(W.epfd, events, MAX_EVENTS, tls_busy ? 0 : -1);
 		if (n < 0 && errno != EINTR) {
 			log_error(LOG_CRIT, errno, "epoll_wait() failed");
 			exit(EXIT_RESPAWN);
 		}
 		W.now = now_usec();
+		W.loops++;
 		for (int i = 0; i < n; i++)
 			dispatch(&events[i]);
+		tls_busy = tls_run_pending(); /* bytes inside OpenSSL, unseen by epoll */
 		client_free_closed();
 		maybe_reload();
 		if (W.draining && W.nclients == 0)

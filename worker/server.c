@@ -203,10 +203,14 @@ void server_fail(struct server *sv, const char *err)
 		deliver(&h, to);
 }
 
-void server_grow_reserve(int pool)
+/* Waiting clients want more servers: within pool_size, or from the reserve
+ * pool once they have waited reserve_pool_timeout. */
+void server_grow(int pool, bool use_reserve)
 {
 	int slot;
-	if (shm_pool_grow(W.shm, pool, W.index, true, &slot) == ST_OK) {
+	if (shm_pool_grow(W.shm, pool, W.index, false, &slot) == ST_OK) {
+		server_connect(slot, NULL);
+	} else if (use_reserve && shm_pool_grow(W.shm, pool, W.index, true, &slot) == ST_OK) {
 		log_error(LOG_INFO, 0, "pool %s/%s: taking a connection from the reserve pool",
 		          W.shm->pools[pool].db, W.shm->pools[pool].user);
 		server_connect(slot, NULL);
@@ -244,6 +248,17 @@ static int open_socket(const struct sockaddr_storage *sa, socklen_t len)
 	return fd;
 }
 
+/* A connect failed: with target_session_attrs the master's probe decides
+ * where to go next (ask it now); otherwise try the next address next time. */
+static void target_failed(const struct config_db *db)
+{
+	int i = (int)(db - W.cfg->dbs);
+	if (db->target_session_attrs != TSA_ANY)
+		atomic_store_explicit(&W.shm->targets[i].probe_now, 1, memory_order_relaxed);
+	else
+		shm_target_next(W.shm, i);
+}
+
 static void register_server(struct server *sv, uint32_t events)
 {
 	struct epoll_event ev = {.events = events, .data.ptr = sv};
@@ -277,7 +292,7 @@ void server_connect(int slot, struct client *for_client)
 	}
 	sv->fd = open_socket(&sl->addr, sl->addrlen);
 	if (sv->fd < 0) {
-		shm_target_next(W.shm, (int)(db - W.cfg->dbs));
+		target_failed(db);
 		snprintf(err, sizeof(err), "could not connect to server: %s", strerror(errno));
 		server_fail(sv, err);
 		return;
@@ -305,6 +320,7 @@ void server_start(struct server *sv)
 	if (!sv->registered)
 		register_server(sv, EPOLLIN);
 	sv->tx = 'I';
+	sv->xact_start = 0;
 	if (!sv->checked && needs_check(sv)) {
 		sv->checked = true;
 		if (swallow_query(sv, W.cfg->server_check_query, SYNC_THEN_START) == ST_OK)
@@ -349,14 +365,27 @@ static bool at_boundary(struct server *sv)
 	       c->sc.left == 0 && c->in.scan == c->in.start;
 }
 
+/* Statistics (shm/stats.h): a ReadyForQuery the client asked for ends a
+ * query; one with status 'I' also ends the transaction its first request
+ * began. A pipelined request's time starts when the previous one ended. */
 static void on_ready_for_query(struct server *sv, char status)
 {
 	struct client *c = sv->client;
+	struct shm_stats *st = worker_stats(c->pool);
+
 	sv->tx = status;
+	if (sv->since) {
+		shm_stat_add(st, STAT_QUERY, 1);
+		shm_stat_add(st, STAT_QUERY_TIME, W.now - sv->since);
+	}
+	if (status == 'I' && sv->xact_start) {
+		shm_stat_add(st, STAT_XACT, 1);
+		shm_stat_add(st, STAT_XACT_TIME, W.now - sv->xact_start);
+		sv->xact_start = 0;
+	}
 	if (c->pending > 0)
 		c->pending--;
-	if (c->pending == 0)
-		sv->since = 0;
+	sv->since = c->pending == 0 ? 0 : W.now;
 }
 
 static void on_param_status(struct server *sv, const char *body, uint32_t len)
@@ -461,6 +490,7 @@ static void server_read(struct server *sv)
 		return;
 	}
 	sv->in.end += (uint32_t)n;
+	shm_stat_add(worker_stats(c->pool), STAT_SENT, (uint64_t)n);
 	r = scan_server(sv);
 	if (r == ST_ERROR) {
 		server_close(sv, "invalid message from server");
@@ -488,8 +518,8 @@ static void connect_done(struct server *sv)
 		err = errno;
 	if (err) {
 		const struct config_db *db = config_find_db(W.cfg, W.shm->pools[shm_slot(W.shm, sv->slot)->pool].db);
-		if (db) /* a name with several addresses: the next one next time */
-			shm_target_next(W.shm, (int)(db - W.cfg->dbs));
+		if (db)
+			target_failed(db);
 		snprintf(msg, sizeof(msg), "could not connect to server: %s", strerror(err));
 		server_fail(sv, msg);
 		return;

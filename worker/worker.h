@@ -10,6 +10,7 @@
 #include "shm/config.h"
 #include "shm/pool.h"
 #include "shm/shm.h"
+#include "shm/stats.h"
 #include "worker_main.h"
 
 #include <stdint.h>
@@ -39,6 +40,8 @@ enum client_state {
 	CL_IDLE,       /* no server, nothing to send */
 	CL_WAITING,    /* has a request, queued for a server */
 	CL_ACTIVE,     /* linked to a server */
+	CL_TLS,        /* TLS handshake after SSLRequest (tls.c) */
+	CL_ADMIN,      /* logged in to the admin console (admin.c) */
 	CL_STATE_COUNT
 };
 
@@ -76,6 +79,10 @@ struct client {
 	char params[PARAM_COUNT][PARAM_VALUE_LEN]; /* what the client expects */
 	char addr[64];
 	void *tls;            /* SSL* when the client negotiated TLS */
+	struct auth *auth;    /* only while in CL_AUTH (auth.c) */
+	struct admin *admin;  /* admin console session (admin.c); NULL for others */
+	bool paused;          /* CL_WAITING because its pool is paused: not queued, retried each tick */
+	uint32_t kill_gen;    /* shm_ctl_kill_gen at login; a KILL moves it */
 	struct client *next_free;
 };
 
@@ -96,6 +103,7 @@ struct server {
 	bool sync_failed;   /* an ErrorResponse came while in SV_SYNC */
 	bool checked;       /* server_check_query ran for this lease */
 	uint64_t since;     /* entered current state / request start */
+	uint64_t xact_start; /* first request of the running transaction, 0 = none (stats) */
 	struct login *login; /* only while logging in */
 	void *tls;          /* SSL* for a TLS server connection (this worker only) */
 };
@@ -122,6 +130,7 @@ struct worker {
 	int nbuf_pool, buf_pool_cap;
 	uint32_t buf_size;
 	uint64_t now;
+	uint64_t loops;           /* loop turns (SHOW WORKERS) */
 	struct shm_handoff *handoffs; /* scratch for inbox pops */
 };
 
@@ -154,6 +163,8 @@ void client_on_handoff(const struct shm_handoff *h);
 void client_flush_to_server(struct client *c);
 void client_send_welcome(struct client *c);
 void client_login_done(struct client *c);
+struct pool_limits client_pool_limits(const struct config_db *db, const char *user);
+void client_write(struct client *c, const char *p, size_t n); /* pgshoal's own messages */
 void client_tick(uint64_t now);
 void client_free_closed(void);
 const char *client_state_name(enum client_state st);
@@ -170,7 +181,7 @@ void server_flush_to_client(struct server *sv);
 void server_client_gone(struct server *sv);
 void server_tick(uint64_t now);
 void server_release_unheld(int slot);
-void server_grow_reserve(int pool);
+void server_grow(int pool, bool use_reserve);
 void server_publish(struct server *sv);
 void server_fail(struct server *sv, const char *err);
 bool server_event_is_mine(struct server *sv);
@@ -195,6 +206,44 @@ void fdcache_forget(struct server *sv);
  * it closed the client. */
 int auth_begin(struct client *c);
 void auth_on_data(struct client *c);
+void auth_free(struct client *c);
+
+/* tls.c. client_begin answers an SSLRequest ('S' and CL_TLS, or 'N');
+ * false when the client's startup phase is over for now. */
+bool tls_client_begin(struct client *c);
+void tls_client_handshake(struct client *c);
+void tls_close(void **tls);
+/* Peer certificate's CN (verified), or -1. */
+int tls_peer_cn(void *tls, char *out, size_t cap);
+/* tls-server-end-point data of the certificate we presented, or -1. */
+int tls_endpoint_hash(void *tls, uint8_t *out);
+/* Loop turn end: connections whose bytes wait inside OpenSSL (invisible to
+ * epoll) are read now; returns how many still wait (epoll_wait timeout 0). */
+int tls_run_pending(void);
+
+/* admin.c: the admin console. admin_is_db: the database names it answers
+ * to; admin_begin: the client asked for it (before authentication);
+ * admin_login_done: authenticated (permissions, welcome, CL_ADMIN). */
+bool admin_is_db(const char *db);
+int admin_begin(struct client *c);
+void admin_login_done(struct client *c);
+void admin_on_event(struct client *c, uint32_t events);
+void admin_update_events(struct client *c);
+void admin_tick(struct client *c);
+void admin_free(struct client *c);
+/* Fill the shared client row for SHOW CLIENTS (accept, then login). */
+void admin_note_client(struct client *c, const struct sockaddr_storage *sa);
+void admin_note_login(struct client *c, const char *app_name);
+/* Non-NULL (the reason) when an admin asked for this client to go. */
+const char *admin_kill_reason(struct client *c);
+/* Each tick: publish this worker's numbers for SHOW WORKERS. */
+void admin_worker_tick(void);
+
+/* This worker's statistics row for a pool (shm/stats.h). */
+static inline struct shm_stats *worker_stats(int pool)
+{
+	return shm_stats_row(W.shm, W.index, pool);
+}
 
 /* cancel.c */
 void cancel_forward(int32_t fake_pid, int32_t key);

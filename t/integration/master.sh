@@ -27,6 +27,15 @@ alive() {
 	return 0
 }
 
+# worker_pid N: pid of worker N of our pgshoal (never another instance's)
+worker_pid() {
+	local p
+	for p in $(pgrep -P "$SHOAL_PID"); do
+		case $(ps -o args= -p "$p") in "pgshoal: worker $1"*) echo "$p" && return 0 ;; esac
+	done
+	return 0
+}
+
 reload() {
 	kill -HUP "$SHOAL_PID"
 	sleep 0.5
@@ -277,7 +286,7 @@ test_crash_loop_backoff() {
 	local i w spawns t0
 	t0=$(date +%s)
 	for i in $(seq 1 8); do
-		w=$(pgrep -f "pgshoal: worker 1" | head -1 || true)
+		w=$(worker_pid 1)
 		[ -n "$w" ] && kill -KILL "$w"
 		sleep 0.2
 	done
@@ -286,7 +295,7 @@ test_crash_loop_backoff() {
 	[ "$spawns" -le 7 ] || fail "no backoff: $spawns spawns"
 	# it comes back once the crashes stop
 	sleep 7
-	pgrep -f "pgshoal: worker 1" >/dev/null || fail "worker 1 not respawned after the crash loop"
+	[ -n "$(worker_pid 1)" ] || fail "worker 1 not respawned after the crash loop"
 	[ "$(shoal_psql -d postgres -c "select 'ok'")" = ok ] || fail "not serving after the crash loop"
 }
 
@@ -340,6 +349,65 @@ test_init_script() {
 	! alive "$pid" || fail "master still running after stop"
 }
 
+# A primary (127.0.0.2) and its streaming standby (127.0.0.3), both on the
+# same port; pgshoal lists both with target_session_attrs = read-write. The
+# primary stops, the standby is promoted: writes must come back through
+# pgshoal with no restart, and only transactions in flight may fail.
+test_failover_promote() {
+	local sb=$TMPD/standby sbsock=$TMPD/sbsock
+	mkdir -p "$sbsock" && chown "$TEST_USER" "$sbsock" 2>/dev/null || true
+	as_user "$PGBIN/pg_ctl" -D "$TMPD/data" -w restart -m fast -o "-c listen_addresses=127.0.0.1,127.0.0.2 \
+-c port=$PGPORT -c unix_socket_directories=$TMPD -c max_connections=300 -c fsync=off" >/dev/null
+	as_user "$PGBIN/pg_basebackup" -h "$TMPD" -p "$PGPORT" -U postgres -D "$sb" -R -X stream >/dev/null 2>&1 ||
+		fail "pg_basebackup failed"
+	as_user "$PGBIN/pg_ctl" -D "$sb" -l "$TMPD/standby.log" -w start -o "-c listen_addresses=127.0.0.3 \
+-c port=$PGPORT -c unix_socket_directories=$sbsock -c max_connections=300 -c fsync=off" >/dev/null ||
+		fail "standby did not start"
+	track_pid "$(head -1 "$sb/postmaster.pid")"
+	pg_sql "create table if not exists fo (id serial, t timestamptz default now())" >/dev/null
+	shoal_start "$(shoal_config workers=2 default_pool_size=20 server_check_period=1 server_login_retry=0.2 \
+		log_connections=false log_disconnections=false \
+		"databases=( { name = \"*\"; host = \"127.0.0.2,127.0.0.3\"; port = $PGPORT; \
+		target_session_attrs = \"read-write\"; } )")"
+	[ "$(shoal_psql -d postgres -c "select inet_server_addr()")" = 127.0.0.2 ] || fail "not on the primary"
+	pgbench -n -h 127.0.0.1 -p "$SHOAL_PORT" -U "$DBUSER" -c 100 -j 4 -T 8 postgres >"$TMPD/fo.pgbench" 2>&1 &
+	local pb=$!
+	# a writer that records each insert's outcome every 50 ms
+	(
+		while [ ! -e "$TMPD/fo.stop" ]; do
+			if psql -X -q -At -h 127.0.0.1 -p "$SHOAL_PORT" -U "$DBUSER" -d postgres \
+				-c "insert into fo default values" >/dev/null 2>&1; then
+				echo "$(now_ms) ok"
+			else
+				echo "$(now_ms) err"
+			fi
+			sleep 0.05
+		done
+	) >"$TMPD/fo.writes" &
+	local wr=$! t_stop t_promote first_ok
+	sleep 2
+	t_stop=$(now_ms)
+	as_user "$PGBIN/pg_ctl" -D "$TMPD/data" -w stop -m immediate >/dev/null # the primary dies
+	sleep 0.5
+	t_promote=$(now_ms)
+	as_user "$PGBIN/pg_ctl" -D "$sb" -w promote >/dev/null || fail "promote failed"
+	sleep 4
+	touch "$TMPD/fo.stop"
+	wait $wr || true
+	wait $pb || true
+	first_ok=$(awk -v t="$t_promote" '$1 > t && $2 == "ok" { print $1; exit }' "$TMPD/fo.writes")
+	[ -n "$first_ok" ] || fail "no write succeeded after the promotion"
+	echo "writes: $(grep -c ok "$TMPD/fo.writes") ok, $(grep -c err "$TMPD/fo.writes") failed"
+	echo "primary stopped; promoted $((t_promote - t_stop)) ms later; writes succeed again $((first_ok - t_promote)) ms after the promotion"
+	echo "pgbench (100 clients): $(grep -c 'client [0-9]* aborted' "$TMPD/fo.pgbench") clients aborted by failed in-flight transactions; $(grep 'processed' "$TMPD/fo.pgbench")"
+	[ "$(shoal_psql -d postgres -c "select inet_server_addr()")" = 127.0.0.3 ] || fail "not on the new primary"
+	grep -q 'now using host 127.0.0.3' "$SHOAL_LOG" || fail "no switch line in the log"
+	[ $((first_ok - t_promote)) -lt 5000 ] || fail "writes took more than 5 s to come back"
+	as_user "$PGBIN/pg_ctl" -D "$sb" -w stop -m immediate >/dev/null
+	as_user "$PGBIN/pg_ctl" -D "$TMPD/data" -w start -l "$TMPD/postgres.log" -o "-c listen_addresses=127.0.0.1 \
+-c port=$PGPORT -c unix_socket_directories=$TMPD -c max_connections=300 -c fsync=off" >/dev/null
+}
+
 run_test test_reload_pool_size
 run_test test_reload_bad_config
 run_test test_reload_databases
@@ -351,4 +419,5 @@ run_test test_crash_loop_backoff
 run_test test_daemon_pidfile
 run_test test_init_script
 run_test test_dns_follow
+run_test test_failover_promote
 finish

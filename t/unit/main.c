@@ -17,6 +17,9 @@ int main(void)
 	register_futex();
 	register_pool();
 	register_proto();
+	register_scram();
+	register_stats();
+	register_userlist();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

@@ -34,7 +34,8 @@ static const struct pool_limits LIM = {.pool_size = 2,
                                        .reserve_size = 1,
                                        .max_db_conns = 0,
                                        .max_user_conns = 0,
-                                       .mode = POOL_SESSION};
+                                       .mode = POOL_SESSION,
+                                       .login_retry_usec = 15000000};
 
 static void setup(void)
 {
@@ -103,7 +104,7 @@ static int count_servers(int pool)
 
 static int lease(int pool, int client, uint64_t now, int *slot)
 {
-	return shm_pool_lease(&S, pool, client, now, 15.0, NULL, slot);
+	return shm_pool_lease(&S, pool, client, now, NULL, slot);
 }
 
 /* Lease for CLIENT, which must get a slot of its own at once: either an idle
@@ -267,7 +268,7 @@ static void test_pool_lease_prefers_cached_slot(void)
 	release_to(s1, -1, T0); /* bottom of the stack */
 	release_to(s2, -1, T0); /* top */
 	local_gen[s1] = atomic_load(&shm_slot(&S, s1)->gen);
-	CU_ASSERT_EQUAL(shm_pool_lease(&S, P, c, T0, 15.0, local_gen, &got), LEASE_GOT);
+	CU_ASSERT_EQUAL(shm_pool_lease(&S, P, c, T0, local_gen, &got), LEASE_GOT);
 	CU_ASSERT_EQUAL(got, s1);
 	CU_ASSERT_EQUAL(row(P)->nidle, 1);
 	/* the other one is still on the stack and still leasable */
@@ -508,6 +509,25 @@ static void test_pool_login_failure(void)
 	CU_ASSERT_EQUAL(lease(P, cl(2, 0), T0 + 17 * SEC, &slot), LEASE_CONNECT);
 	CU_ASSERT_TRUE(shm_pool_connected(&S, slot, T0 + 18 * SEC, &h, &to));
 	CU_ASSERT_EQUAL(row(P)->last_fail_usec, 0);
+	teardown();
+}
+
+/* A pool that had servers (a restart, a failover) keeps its clients waiting
+ * through a failed login, and connects again after server_login_retry. */
+static void test_pool_login_failure_after_welcome(void)
+{
+	struct shm_handoff h;
+	int a, s1, slot, to;
+
+	setup();
+	shm_pool_set_welcome(&S, P, "S", 1);
+	a = cl(0, 0);
+	CU_ASSERT_EQUAL(lease(P, a, T0, &s1), LEASE_CONNECT);
+	shm_pool_slot_free(&S, s1, T0 + SEC, true, "connection refused");
+	CU_ASSERT_FALSE(shm_pool_pop_failed_waiter(&S, P, &h, &to)); /* a keeps waiting */
+	CU_ASSERT_EQUAL(lease(P, cl(1, 0), T0 + 2 * SEC, &slot), LEASE_QUEUED);
+	CU_ASSERT_EQUAL(slot, -1);
+	CU_ASSERT_EQUAL(row(P)->nwaiting, 2);
 	teardown();
 }
 
@@ -838,7 +858,7 @@ static void mp_child(int client, struct mp_page *pg)
 	while (!atomic_load(&pg->go))
 		sched_yield();
 	for (int k = 0; k < MP_CYCLES; k++) {
-		int r = shm_pool_lease(&S, P, client, now_usec(), 15.0, NULL, &slot);
+		int r = shm_pool_lease(&S, P, client, now_usec(), NULL, &slot);
 		if (r == LEASE_FAILED)
 			_exit(2);
 		if (r == LEASE_CONNECT)
@@ -922,6 +942,7 @@ void register_pool(void)
 	ADD_TEST(s, test_pool_grow_uses_reserve);
 	ADD_TEST(s, test_pool_dequeue_from_middle);
 	ADD_TEST(s, test_pool_login_failure);
+	ADD_TEST(s, test_pool_login_failure_after_welcome);
 	ADD_TEST(s, test_pool_max_db_connections);
 	ADD_TEST(s, test_pool_max_user_connections);
 	ADD_TEST(s, test_pool_repair_dead_worker);

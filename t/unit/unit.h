@@ -8,6 +8,9 @@ void register_config(void);
 void register_futex(void);
 void register_pool(void);
 void register_proto(void);
+void register_scram(void);
+void register_stats(void);
+void register_userlist(void);
 
 #define ADD_TEST(suite, fn) CU_add_test(suite, #fn, fn)
 #endif

@@ -1,0 +1,312 @@
+#!/bin/bash
+# t/integration/auth.sh — client authentication (auth_type, auth_file), server
+# login with md5/SCRAM (including SCRAM pass-through), client TLS (verify-full,
+# channel binding, cert auth, garbage and stalled handshakes) and server TLS,
+# against a real PostgreSQL whose pg_hba.conf asks for scram-sha-256 / md5.
+#
+#   B=build bash t/integration/auth.sh            all tests
+#   TESTS="auth_md5 client_tls" bash t/integration/auth.sh
+#
+# Roles: tuser (trust at the server), scram_u (SCRAM verifier, hba
+# scram-sha-256), md5_u (md5 hash, hba md5). The test CA, server and client
+# certificates are made with the openssl CLI in the temp dir.
+
+cd "$(dirname "$0")/../.." || exit 2
+. t/integration/lib.sh
+shopt -s inherit_errexit
+
+[ -x "$B/pgshoal" ] || die "missing $B/pgshoal (make)"
+command -v openssl >/dev/null || die "no openssl CLI"
+command -v python3 >/dev/null || die "no python3"
+lib_init
+pg_start
+say "postgres on $PGPORT, pgshoal on $SHOAL_PORT, logs in $TMPD"
+
+# ---------------------------------------------------------------- set-up
+
+make_certs() {
+	local d=$TMPD/certs
+	mkdir -p "$d"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj "/CN=pgshoal test CA" -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+	# $1 name, $2 CN, $3 extensions
+	mk() {
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$2" \
+			-keyout "$d/$1.key" -out "$d/$1.csr" 2>/dev/null
+		openssl x509 -req -in "$d/$1.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+			-days 2 -out "$d/$1.crt" -extfile <(printf '%s\n' "$3") 2>/dev/null
+	}
+	mk server localhost "subjectAltName=DNS:localhost,IP:127.0.0.1"
+	mk client "$DBUSER" "extendedKeyUsage=clientAuth"
+	# a CA nobody trusts, for the negative cases
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj "/CN=other CA" -keyout "$d/other.key" -out "$d/other.crt" 2>/dev/null
+	chmod 600 "$d"/*.key
+	[ "$(id -u)" = 0 ] && chown -R "$TEST_USER" "$d"
+	CERTS=$d
+}
+
+setup_roles() {
+	local data=$TMPD/data
+	pg_sql "create role scram_u login password 'scrampw'" >/dev/null
+	pg_sql "set password_encryption = 'md5'; create role md5_u login password 'md5pw'" >/dev/null
+	cat >"$data/pg_hba.conf" <<-EOT
+		local all postgres trust
+		host  all postgres 127.0.0.1/32 trust
+		local all $DBUSER trust
+		host  all $DBUSER 127.0.0.1/32 trust
+		local all scram_u scram-sha-256
+		host  all scram_u 127.0.0.1/32 scram-sha-256
+		local all md5_u md5
+		host  all md5_u 127.0.0.1/32 md5
+	EOT
+	pg_sql "alter system set ssl = on" >/dev/null
+	pg_sql "alter system set ssl_cert_file = '$CERTS/server.crt'" >/dev/null
+	pg_sql "alter system set ssl_key_file = '$CERTS/server.key'" >/dev/null
+	pg_sql "select pg_reload_conf()" >/dev/null
+	sleep 0.5
+	SCRAM_VERIFIER=$(pg_sql "select rolpassword from pg_authid where rolname = 'scram_u'")
+	MD5_HASH=$(pg_sql "select rolpassword from pg_authid where rolname = 'md5_u'")
+	case $SCRAM_VERIFIER in SCRAM-SHA-256*) ;; *) die "no SCRAM verifier: $SCRAM_VERIFIER" ;; esac
+	case $MD5_HASH in md5*) ;; *) die "no md5 hash: $MD5_HASH" ;; esac
+	# the userlist: cleartext, a SCRAM verifier only, an md5 hash only; a
+	# comment, a blank line, a user with a doubled quote, one bad line
+	USERLIST=$TMPD/userlist.txt
+	cat >"$USERLIST" <<-EOT
+		;; pgshoal test userlist
+		"$DBUSER" "tpw"
+
+		"scram_u" "$SCRAM_VERIFIER"
+		"md5_u" "$MD5_HASH"
+		"quo""te" "pw"
+		this line is bad
+	EOT
+}
+
+make_certs
+setup_roles
+
+# psql through pgshoal as USER with PASSWORD (may be empty) and extra conninfo
+try_login() {
+	local user=$1 pw=$2 extra=${3:-}
+	PGPASSWORD=$pw psql -X -q -At -w -v ON_ERROR_STOP=1 \
+		"host=127.0.0.1 port=$SHOAL_PORT user=$user dbname=postgres connect_timeout=10 $extra" \
+		-c "select current_user" 2>&1
+}
+expect_login() {
+	local out
+	out=$(try_login "$@") || fail "login $1 failed: $out"
+	echo "login $1 ok: $out"
+}
+expect_reject() { # USER PW EXTRA NEEDLE
+	local out rc=0
+	out=$(try_login "$1" "$2" "${3:-}") || rc=$?
+	echo "login $1 rejected (rc=$rc): $out"
+	[ $rc -ne 0 ] || fail "login $1 with '$2' was accepted"
+	expect_contains "$out" "$4" "rejection of $1"
+}
+
+auth_config() { # extra key=value ...
+	shoal_config pool_mode=session "auth_file=$USERLIST" "$@"
+}
+
+PW_FAILED='password authentication failed for user'
+
+# ------------------------------------------------------------------ tests
+
+test_auth_trust_any() {
+	local t
+	for t in trust any; do
+		SHOAL_PROBE_DB=postgres shoal_start "$(shoal_config auth_type=$t)"
+		expect_login "$DBUSER" ""
+		expect_login "$DBUSER" "whatever"
+		shoal_stop
+	done
+}
+
+test_auth_md5() {
+	export PGPASSWORD=tpw # for shoal_start's probe
+	shoal_start "$(auth_config auth_type=md5)"
+	expect_login "$DBUSER" tpw                           # cleartext in the userlist
+	expect_login md5_u md5pw                             # md5 hash: client md5, server md5
+	expect_login scram_u scrampw                         # verifier: upgraded to SCRAM, pass-through
+	expect_reject "$DBUSER" wrong "" "$PW_FAILED \"$DBUSER\""
+	expect_reject nosuchuser tpw "" "$PW_FAILED \"nosuchuser\""
+	expect_reject md5_u "" "" "password"
+	grep -q 'authentication failed: wrong password' "$SHOAL_LOG" || fail "no log line for the wrong password"
+	grep -q 'addr=127.0.0.1' "$SHOAL_LOG" || fail "no client address in the log"
+}
+
+test_auth_scram() {
+	export PGPASSWORD=tpw
+	shoal_start "$(auth_config auth_type=scram-sha-256)"
+	expect_login "$DBUSER" tpw "channel_binding=disable" # cleartext in the userlist: SCRAM anyway
+	expect_login scram_u scrampw
+	expect_reject scram_u wrong "" "$PW_FAILED \"scram_u\""
+	expect_reject nosuchuser x "" "$PW_FAILED \"nosuchuser\""
+	expect_reject md5_u md5pw "" "$PW_FAILED \"md5_u\"" # an md5 hash cannot do SCRAM
+}
+
+# the userlist has only a verifier, PostgreSQL requires SCRAM: the keys
+# from the client's login let a new server connection in
+test_scram_passthrough() {
+	local out
+	export PGPASSWORD=tpw
+	shoal_start "$(auth_config auth_type=scram-sha-256 workers=2)"
+	pg_sql "select pg_terminate_backend(pid) from pg_stat_activity where usename = 'scram_u'" >/dev/null
+	out=$(PGPASSWORD=scrampw psql -X -At -w "host=127.0.0.1 port=$SHOAL_PORT user=scram_u dbname=postgres" \
+		-c "select current_user, (select count(*) from pg_stat_activity where usename = 'scram_u')") ||
+		fail "pass-through login failed: $out"
+	echo "$out"
+	expect_contains "$out" "scram_u|1" "server connection as scram_u"
+	grep -q "pgshoal has no cleartext password" "$SHOAL_LOG" && fail "server login without keys" || true
+}
+
+test_auth_plain() {
+	export PGPASSWORD=tpw
+	shoal_start "$(auth_config auth_type=plain)"
+	expect_login "$DBUSER" tpw
+	expect_login scram_u scrampw # plain against a verifier; keys kept for the server
+	expect_login md5_u md5pw
+	expect_reject scram_u nope "" "$PW_FAILED \"scram_u\""
+	expect_reject md5_u nope "" "$PW_FAILED \"md5_u\""
+}
+
+# the database entry forces a user and its cleartext password; PostgreSQL
+# asks that user for SCRAM
+test_server_scram_password() {
+	local out
+	shoal_start "$(shoal_config pool_mode=session auth_type=trust \
+		"databases=( { name = \"*\"; host = \"$TMPD\"; port = $PGPORT; user = \"scram_u\"; password = \"scrampw\"; } )")"
+	out=$(try_login "$DBUSER" "") || fail "login failed: $out"
+	expect_contains "$out" "scram_u" "server user"
+}
+
+test_server_login_failure() {
+	local out rc=0
+	SHOAL_PROBE_DB= shoal_start "$(shoal_config pool_mode=session auth_type=trust \
+		"databases=( { name = \"*\"; host = \"$TMPD\"; port = $PGPORT; user = \"scram_u\"; password = \"bad\"; } )")"
+	out=$(try_login "$DBUSER" "") || rc=$?
+	echo "$out"
+	[ $rc -ne 0 ] || fail "login with a bad server password worked"
+	expect_contains "$out" "password authentication failed for user \"scram_u\"" "server's error"
+}
+
+tls_config() { # extra key=value ...
+	auth_config client_tls_sslmode=verify-ca "client_tls_key_file=$CERTS/server.key" \
+		"client_tls_cert_file=$CERTS/server.crt" "client_tls_ca_file=$CERTS/ca.crt" "$@"
+}
+
+test_client_tls() {
+	local ci="sslmode=verify-full sslrootcert=$CERTS/ca.crt sslcert=$CERTS/client.crt sslkey=$CERTS/client.key"
+	SHOAL_PROBE_DB= shoal_start "$(shoal_config pool_mode=session auth_type=scram-sha-256 \
+		"auth_file=$USERLIST" client_tls_sslmode=require "client_tls_key_file=$CERTS/server.key" \
+		"client_tls_cert_file=$CERTS/server.crt")"
+	# the issue's "done when": verify-full + channel binding, verifier only, SCRAM-only server
+	expect_login scram_u scrampw "sslmode=verify-full sslrootcert=$CERTS/ca.crt channel_binding=require"
+	expect_login "$DBUSER" tpw "sslmode=require channel_binding=require"
+	expect_reject scram_u wrong "sslmode=require channel_binding=require" "$PW_FAILED"
+	expect_reject scram_u scrampw "sslmode=disable" "SSL required"
+	expect_reject scram_u scrampw "sslmode=verify-full sslrootcert=$CERTS/other.crt" "certificate verify failed"
+	# a bigger result through TLS: records bigger than a read
+	out=$(PGPASSWORD=tpw psql -X -At -w "host=127.0.0.1 port=$SHOAL_PORT user=$DBUSER dbname=postgres sslmode=require" \
+		-c "select sum(length(x)) from (select repeat('x', 100000) || g as x from generate_series(1, 50) g) s" \
+		-c "select md5(string_agg(repeat(g::text, 1000), '')) from generate_series(1, 300) g") ||
+		fail "big query over TLS: $out"
+	want=$(pg_sql "select md5(string_agg(repeat(g::text, 1000), '')) from generate_series(1, 300) g")
+	expect_contains "$out" "$want" "big result over TLS"
+	: "$ci"
+}
+
+test_auth_cert() {
+	local ci="sslmode=verify-full sslrootcert=$CERTS/ca.crt sslcert=$CERTS/client.crt sslkey=$CERTS/client.key"
+	SHOAL_PROBE_DB= shoal_start "$(tls_config auth_type=cert)"
+	expect_login "$DBUSER" "" "$ci"
+	expect_reject scram_u "" "$ci" "certificate authentication failed for user \"scram_u\""
+	expect_reject "$DBUSER" "" "sslmode=verify-full sslrootcert=$CERTS/ca.crt" "certificate"
+}
+
+# raw sockets: garbage instead of a ClientHello, and a client that stops
+# mid-handshake; neither disturbs a normal client, the second is closed by
+# client_login_timeout
+test_tls_bad_clients() {
+	local out
+	export PGPASSWORD=tpw
+	shoal_start "$(tls_config auth_type=md5 client_tls_sslmode=prefer client_login_timeout=2.0 workers=1)"
+	out=$(python3 - "$SHOAL_PORT" <<-'PY'
+		import socket, struct, sys, time
+		port = int(sys.argv[1])
+		def ssl_request():
+		    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+		    s.sendall(struct.pack("!II", 8, 80877103))
+		    assert s.recv(1) == b"S"
+		    return s
+		g = ssl_request()
+		g.sendall(b"GET / HTTP/1.0\r\n\r\n" * 10)
+		g.settimeout(5)
+		try:
+		    data = g.recv(100)
+		    print("garbage: closed" if not data or data[:1] == b"\x15" else "garbage: got %r" % data)
+		except ConnectionResetError:
+		    print("garbage: closed")
+		stall = ssl_request()
+		stall.sendall(bytes.fromhex("16030100"))  # the start of a ClientHello
+		t0 = time.time()
+		stall.settimeout(10)
+		try:
+		    data = stall.recv(100)
+		except ConnectionResetError:
+		    data = b""
+		print("stall: closed after %.1f s" % (time.time() - t0) if not data else "stall: %r" % data)
+		PY
+	) || fail "python: $out"
+	echo "$out"
+	expect_contains "$out" "garbage: closed" "garbage ClientHello"
+	expect_contains "$out" "stall: closed after" "stalled handshake"
+	expect_login "$DBUSER" tpw "sslmode=require"
+	expect_login "$DBUSER" tpw "sslmode=disable"
+}
+
+test_config_errors() {
+	local rc out
+	printf 'auth_type = "md5";\n' >"$TMPD/a1.conf"
+	rc=0; out=$("$B/pgshoal" -t "$TMPD/a1.conf" 2>&1) || rc=$?
+	[ $rc -eq 2 ] || fail "md5 without auth_file: rc $rc"
+	expect_contains "$out" "needs auth_file" "md5 without auth_file"
+	printf 'auth_type = "kerberos";\n' >"$TMPD/a2.conf"
+	rc=0; out=$("$B/pgshoal" -t "$TMPD/a2.conf" 2>&1) || rc=$?
+	[ $rc -eq 2 ] || fail "bad auth_type: rc $rc"
+	expect_contains "$out" "a2.conf:1: unknown auth_type" "bad auth_type"
+	printf 'client_tls_sslmode = "require";\n' >"$TMPD/a3.conf"
+	rc=0; out=$("$B/pgshoal" -t "$TMPD/a3.conf" 2>&1) || rc=$?
+	[ $rc -eq 2 ] || fail "tls without files: rc $rc"
+}
+
+test_hash_password() {
+	local line
+	line=$(echo scrampw | "$B/pgshoal" --hash-password scram_u) || fail "--hash-password failed"
+	echo "$line"
+	case $line in '"scram_u" "SCRAM-SHA-256$4096:'*) ;; *) fail "bad line: $line" ;; esac
+	line=$(echo md5pw | "$B/pgshoal" --hash-password --method md5 md5_u)
+	[ "$line" = "\"md5_u\" \"$MD5_HASH\"" ] || fail "md5 line $line, want $MD5_HASH"
+	# the generated verifier works end to end
+	echo scrampw | "$B/pgshoal" --hash-password scram_u >"$TMPD/ul2.txt"
+	export PGPASSWORD=scrampw
+	SHOAL_PROBE_DB= shoal_start "$(shoal_config pool_mode=session auth_type=scram-sha-256 "auth_file=$TMPD/ul2.txt" \
+		"databases=( { name = \"*\"; host = \"$TMPD\"; port = $PGPORT; user = \"scram_u\"; password = \"scrampw\"; } )")"
+	expect_login scram_u scrampw
+}
+
+run_test test_config_errors
+run_test test_auth_trust_any
+run_test test_auth_md5
+run_test test_auth_scram
+run_test test_scram_passthrough
+run_test test_auth_plain
+run_test test_server_scram_password
+run_test test_server_login_failure
+run_test test_client_tls
+run_test test_auth_cert
+run_test test_tls_bad_clients
+run_test test_hash_password
+finish
