@@ -1,8 +1,12 @@
 /*
- * listen.c — the listening sockets, created by the master before it forks so
- * every worker shares them (each worker's epoll uses EPOLLEXCLUSIVE so one
- * connection wakes one worker): TCP on listen_addr:listen_port and the unix
- * socket .s.PGSQL.<port> in unix_socket_dir.
+ * listen.c — the listening sockets, created by the master before it forks:
+ * TCP on listen_addr:listen_port and the unix socket .s.PGSQL.<port> in
+ * unix_socket_dir. With so_reuseport (the default) each worker has TCP
+ * sockets of its own bound with SO_REUSEPORT, so the kernel spreads new
+ * connections evenly over the workers; otherwise, and always for the unix
+ * socket, one socket is shared and each worker's epoll waits on it with
+ * EPOLLEXCLUSIVE (one connection wakes one worker — in practice mostly the
+ * same idle one, which is why per-worker sockets are the default).
  */
 #include "master.h"
 
@@ -15,7 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, const char *what)
+static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, const char *what, bool reuseport)
 {
 	int one = 1;
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -25,6 +29,8 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, cons
 	}
 	if (sa->sa_family != AF_UNIX)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (sa->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
@@ -32,11 +38,11 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, cons
 		close(fd);
 		return -1;
 	}
-	log_error(LOG_INFO, 0, "listening on %s", what);
+	log_debug(DBG_STATE, "listening on %s", what);
 	return fd;
 }
 
-static int listen_tcp(const struct config *cfg, int *fds, int max)
+int master_listen_tcp(const struct config *cfg, int *fds, int max, bool reuseport)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
 	struct addrinfo *res, *ai;
@@ -54,7 +60,7 @@ static int listen_tcp(const struct config *cfg, int *fds, int max)
 		char what[300];
 		snprintf(what, sizeof(what), "%s:%d%s", cfg->listen_addr, cfg->listen_port,
 		         ai->ai_family == AF_INET6 ? " (IPv6)" : "");
-		fds[n] = listen_on(ai->ai_addr, ai->ai_addrlen, cfg->listen_backlog, what);
+		fds[n] = listen_on(ai->ai_addr, ai->ai_addrlen, cfg->listen_backlog, what, reuseport);
 		if (fds[n] < 0) {
 			freeaddrinfo(res);
 			return -1;
@@ -85,8 +91,8 @@ void master_unlink_socket(const struct config *cfg)
 int master_listen(const struct config *cfg, int *fds, int max)
 {
 	int n = 0;
-	if (cfg->listen_addr[0]) {
-		n = listen_tcp(cfg, fds, max);
+	if (cfg->listen_addr[0] && !cfg->so_reuseport) {
+		n = master_listen_tcp(cfg, fds, max, false);
 		if (n < 0)
 			return -1;
 	}
@@ -94,7 +100,7 @@ int master_listen(const struct config *cfg, int *fds, int max)
 		struct sockaddr_un sun;
 		unix_path(cfg, &sun);
 		unlink(sun.sun_path); /* a stale socket from a crashed run */
-		fds[n] = listen_on((struct sockaddr *)&sun, sizeof(sun), cfg->listen_backlog, sun.sun_path);
+		fds[n] = listen_on((struct sockaddr *)&sun, sizeof(sun), cfg->listen_backlog, sun.sun_path, false);
 		if (fds[n] < 0)
 			return -1;
 		chmod(sun.sun_path, 0777);

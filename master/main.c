@@ -53,7 +53,17 @@ static int start_master(void)
 	if (shm_create(&M.shm, &M.cfg) != ST_OK)
 		return EXIT_FATAL;
 	M.env.nlisten = master_listen(&M.cfg, M.env.listen_fds, MAX_LISTEN);
-	if (M.env.nlisten <= 0) {
+	if (M.env.nlisten >= 0 && M.cfg.so_reuseport && M.cfg.listen_addr[0]) {
+		M.tcp_fds = calloc((size_t)M.cfg.workers, sizeof(*M.tcp_fds));
+		for (int w = 0; M.tcp_fds && w < M.cfg.workers && M.ntcp >= 0; w++)
+			M.ntcp = master_listen_tcp(&M.cfg, M.tcp_fds[w], MAX_LISTEN - M.env.nlisten, true);
+		if (!M.tcp_fds || M.ntcp < 0)
+			return EXIT_FATAL;
+	}
+	log_error(LOG_INFO, 0, "listening on %s:%d%s%s%s", M.cfg.listen_addr, M.cfg.listen_port,
+	          M.cfg.so_reuseport ? " (a socket per worker, SO_REUSEPORT)" : "",
+	          M.cfg.unix_socket_dir[0] ? " and in " : "", M.cfg.unix_socket_dir);
+	if (M.env.nlisten + M.ntcp <= 0) {
 		log_error(LOG_CRIT, 0, "no listening socket: check listen_addr and unix_socket_dir");
 		return EXIT_FATAL;
 	}

@@ -48,6 +48,11 @@ static int setup(void)
 	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGCHLD);
+	/* a shell starts background jobs with INT and QUIT ignored, and an
+	 * ignored signal never reaches a signalfd: take the defaults back */
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(&set, sig) == 1)
+			signal(sig, SIG_DFL);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	M.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);

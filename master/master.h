@@ -14,6 +14,8 @@ struct master {
 	struct shm shm;
 	struct worker_env env; /* what each worker inherits; broker_fd set per fork */
 	int epfd, sig_fd, timer_fd;
+	int (*tcp_fds)[MAX_LISTEN]; /* so_reuseport: each worker's own TCP sockets */
+	int ntcp;
 	int *broker_master; /* master's end of each worker's socketpair */
 	int *broker_worker; /* worker's end, kept for respawns */
 	bool *repair_pending;
@@ -26,7 +28,10 @@ struct master {
 extern struct master M;
 
 /* listen.c */
+/* Shared sockets (the unix socket, and TCP without so_reuseport). */
 int master_listen(const struct config *cfg, int *fds, int max);
+/* TCP sockets: one set per worker with reuseport. Returns the count or -1. */
+int master_listen_tcp(const struct config *cfg, int *fds, int max, bool reuseport);
 void master_unlink_socket(const struct config *cfg);
 
 /* broker.c */

@@ -42,6 +42,7 @@ static void keep_restart_settings(const struct config *old, struct config *next)
 	KEEP_STR(pidfile);
 	KEEP_STR(user);
 	KEEP_INT(workers);
+	KEEP_INT(so_reuseport);
 }
 
 static bool same_server(const struct config_db *a, const struct config_db *b)

@@ -40,6 +40,9 @@ static void close_inherited(int index)
 		if (i != index && M.broker_worker[i] >= 0)
 			close(M.broker_worker[i]);
 	}
+	for (int i = 0; M.tcp_fds && i < M.cfg.workers; i++)
+		for (int k = 0; i != index && k < M.ntcp; k++)
+			close(M.tcp_fds[i][k]);
 	close(M.epfd);
 	close(M.sig_fd);
 	close(M.timer_fd);
@@ -66,6 +69,8 @@ int master_spawn_worker(int index)
 		sigset_t none;
 		sigemptyset(&none);
 		env.broker_fd = M.broker_worker[index];
+		for (int k = 0; M.tcp_fds && k < M.ntcp; k++) /* its own SO_REUSEPORT sockets */
+			env.listen_fds[env.nlisten++] = M.tcp_fds[index][k];
 		close_inherited(index);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		worker_main(index, &env);

@@ -102,6 +102,7 @@ static const struct opt global_opts[] = {
     O_INT(config, verbose, 0, 2),
     O_INT(config, pkt_buf, 1024, 1048576),
     O_BOOL(config, tcp_keepalive),
+    O_BOOL(config, so_reuseport),
     O_INT(config, max_packet_size, 1024, INT_MAX),
     O_STR(config, admin_db),
     O_INT(config, stats_period, 1, 86400),
@@ -711,6 +712,7 @@ void config_defaults(struct config *c)
 	c->verbose = 0;
 	c->pkt_buf = 8192;
 	c->tcp_keepalive = true;
+	c->so_reuseport = true;
 	c->max_packet_size = INT_MAX;
 	strlcpy_s(c->admin_db, "pgshoal", sizeof(c->admin_db));
 	c->stats_period = 60;

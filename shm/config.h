@@ -120,6 +120,7 @@ struct config {
 	/* network */
 	int pkt_buf;        /* per-connection I/O buffer, bytes; default 8192, 1024..1048576 */
 	bool tcp_keepalive; /* default true */
+	bool so_reuseport;  /* default true: a TCP listening socket per worker (SO_REUSEPORT) */
 	int max_packet_size; /* largest message accepted from a client; default 2147483647 (PgBouncer's) */
 
 	/* authentication (worker/auth.c) */

@@ -62,6 +62,9 @@ static void setup_signals(void)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGHUP);
+	for (int sig = 1; sig < NSIG; sig++) /* ignored signals never reach a signalfd */
+		if (sigismember(&set, sig) == 1)
+			signal(sig, SIG_DFL);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);

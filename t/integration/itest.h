@@ -52,81 +52,18 @@ static inline PGconn *itest_connect(const char *conninfo)
 	return c;
 }
 
-/* process state letter from /proc/PID/stat ('T' = stopped), '?' if gone */
-static inline char itest_proc_state(int pid)
-{
-	char path[64], buf[512], st = '?';
-	snprintf(path, sizeof path, "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return st;
-	if (fgets(buf, sizeof buf, f) != NULL) {
-		char *p = strrchr(buf, ')');
-		if (p != NULL && p[1] == ' ')
-			st = p[2];
-	}
-	fclose(f);
-	return st;
-}
-
-/*
- * Steered connect: with PGSHOAL_WORKER_PIDS="pid0 pid1 ..." (worker pids in
- * index order), stop every other worker with SIGSTOP while one connection
- * is accepted, so that only worker W is waiting in epoll_wait for the
- * shared listening socket (EPOLLEXCLUSIVE wakes a waiting worker); then
- * SIGCONT them. NULL if the variable is unset or it did not work.
- */
-static inline PGconn *itest_connect_steered(const char *conninfo, int w)
-{
-	const char *env = getenv("PGSHOAL_WORKER_PIDS");
-	int pids[64], n = 0;
-	for (const char *p = env; p != NULL && *p && n < 64;) {
-		char *endp;
-		long v = strtol(p, &endp, 10);
-		if (endp == p)
-			break;
-		pids[n++] = (int)v;
-		p = endp;
-	}
-	if (w < 0 || w >= n)
-		return NULL;
-	for (int i = 0; i < n; i++)
-		if (i != w)
-			kill(pids[i], SIGSTOP);
-	for (int i = 0, waited = 0; i < n && waited < 200; i++)
-		while (i != w && itest_proc_state(pids[i]) != 'T' &&
-		       itest_proc_state(pids[i]) != '?' && waited++ < 200)
-			itest_sleep_ms(5);
-	PGconn *c = PQconnectdb(conninfo);
-	for (int i = 0; i < n; i++)
-		if (i != w)
-			kill(pids[i], SIGCONT);
-	if (PQstatus(c) != CONNECTION_OK || itest_worker_of(c) != w) {
-		if (getenv("ITEST_DEBUG"))
-			fprintf(stderr, "steered connect to worker %d landed on %d: %s", w,
-				PQstatus(c) == CONNECTION_OK ? itest_worker_of(c) : -1,
-				PQstatus(c) == CONNECTION_OK ? "\n" : PQerrorMessage(c));
-		PQfinish(c);
-		return NULL;
-	}
-	return c;
-}
-
 /*
  * Connect until the client lands on worker W (at most TRIES connects);
  * W < 0: any worker. Returns NULL if it never did.
  *
- * First tries the steered connect above. Otherwise connections are opened
- * in concurrent batches: when the pooler is idle the kernel hands a lone
- * connect to the same worker every time (EPOLLEXCLUSIVE wakes the first
- * waiting worker), while a burst is spread over more of them.
+ * Connections are opened in concurrent batches: pgshoal's workers each
+ * have their own SO_REUSEPORT listening socket, so the kernel spreads the
+ * connects over them by a hash of the client's address and port.
  */
 #define ITEST_BATCH 16
 static inline PGconn *itest_connect_on_worker(const char *conninfo, int w, int tries)
 {
 	PGconn *found = NULL;
-	for (int i = 0; i < 3 && w >= 0 && found == NULL; i++)
-		found = itest_connect_steered(conninfo, w);
 	for (int done = 0; done < tries && found == NULL; done += ITEST_BATCH) {
 		PGconn *b[ITEST_BATCH];
 		PostgresPollingStatusType st[ITEST_BATCH];

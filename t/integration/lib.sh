@@ -269,20 +269,6 @@ shoal_stop() {
 
 shoal_workers() { pgrep -P "$SHOAL_PID" | sort -n || true; }
 
-# export PGSHOAL_WORKER_PIDS: worker pids in index order, from their process
-# titles ("pgshoal: worker N"); the C programs use it to steer a connection
-# to a given worker (itest_connect_steered)
-shoal_steer_env() {
-	local p a list=()
-	for p in $(shoal_workers); do
-		a=$(ps -o args= -p "$p" 2>/dev/null)
-		[[ $a =~ worker\ ([0-9]+) ]] && list[${BASH_REMATCH[1]}]=$p
-	done
-	PGSHOAL_WORKER_PIDS="${list[*]}"
-	export PGSHOAL_WORKER_PIDS
-	echo "workers by index: $PGSHOAL_WORKER_PIDS"
-}
-
 # psql through pgshoal as $DBUSER; extra args follow
 shoal_psql() {
 	psql -X -q -At -h 127.0.0.1 -p "$SHOAL_PORT" -U "$DBUSER" -v ON_ERROR_STOP=1 "$@"
@@ -333,7 +319,7 @@ run_test() {
 	) >"$TMPD/$name.out" 2>&1 &
 	pid=$!
 	(
-		sleep "$TEST_TIMEOUT"
+		sleep "$TEST_TIMEOUT" >/dev/null 2>&1 </dev/null
 		echo "FAIL: timed out after ${TEST_TIMEOUT}s" >>"$TMPD/$name.out"
 		pkill -TERM -P "$pid" 2>/dev/null
 		kill -TERM "$pid" 2>/dev/null
@@ -341,13 +327,21 @@ run_test() {
 	wd=$!
 	wait "$pid"
 	rc=$?
-	kill "$wd" 2>/dev/null
+	kill_tree "$wd" # its sleep too: it holds our stdout open
 	wait "$wd" 2>/dev/null
 	# stop whatever the test started and left behind
 	local p
 	for p in $(comm -13 <(sort "$TMPD/pids.before") <(sort "$TMPD/pids")); do
 		kill -0 "$p" 2>/dev/null && kill_tree "$p"
 	done
+	# a sanitizer build reports into pgshoal's log: any report fails the test
+	if [ $rc -eq 0 ] && [ -f "$TMPD/pgshoal.log" ] &&
+		grep -qE "runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)" "$TMPD/pgshoal.log"; then
+		grep -E -A12 "runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)" "$TMPD/pgshoal.log" |
+			head -40 >>"$TMPD/$name.out"
+		echo "FAIL: sanitizer report in pgshoal.log" >>"$TMPD/$name.out"
+		rc=1
+	fi
 	if [ $rc -eq 0 ]; then
 		T_PASS=$((T_PASS + 1))
 		echo "ok - $name ($(($(now_ms) - t0)) ms)"

@@ -11,9 +11,9 @@
  *
  * Passes (exit 0) when every transaction succeeded, the monitor never saw
  * more than MAX_SERVERS server connections, and clients were served on all
- * WORKERS workers (0 = don't check). With PGSHOAL_WORKER_PIDS set (see
- * itest.h) the first WORKERS clients are steered one onto each worker, the
- * others land where the kernel puts them.
+ * WORKERS workers (0 = don't check). The first WORKERS clients are placed
+ * one onto each worker (itest_connect_on_worker), the others land where
+ * the kernel puts them.
  */
 #include "t/integration/itest.h"
 
@@ -59,7 +59,7 @@ static void *client(void *arg)
 {
 	long idx = (long)arg;
 	PGconn *c;
-	if (idx < nworkers && getenv("PGSHOAL_WORKER_PIDS") != NULL) {
+	if (idx < nworkers) {
 		/* the first WORKERS clients are steered one onto each worker */
 		pthread_mutex_lock(&steer_lock);
 		c = itest_connect_on_worker(conninfo, (int)idx, 64);
@@ -134,6 +134,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < nclients; i++)
 		pthread_join(th[i], NULL);
+	free(th);
 	double dt = itest_now() - t0;
 
 	int served = 0;

@@ -169,7 +169,6 @@ test_statement_mode() {
 
 test_shared_pool() {
 	shoal_start "$(shoal_config workers=4 default_pool_size=2)"
-	shoal_steer_env
 	"$B/t/pool_load" "$SHOAL_CI" "$DIRECT_CI" 40 50 2 4
 	sleep 0.5
 	local n
@@ -180,14 +179,12 @@ test_shared_pool() {
 
 test_fifo() {
 	shoal_start "$(shoal_config workers=4 default_pool_size=1)"
-	shoal_steer_env
 	"$B/t/fifo" "$SHOAL_CI" 0 1 2 3 0
 	"$B/t/fifo" "$SHOAL_CI" 3 0 3 2 1
 }
 
 test_cancel() {
 	shoal_start "$(shoal_config workers=4 default_pool_size=2)"
-	shoal_steer_env
 	"$B/t/cancel" "$SHOAL_CI" 4 8
 }
 
@@ -419,7 +416,6 @@ test_worker_kill() {
 	echo "server connections after the load: $n"
 	[ "$n" -le 4 ] || fail "$n server connections > pool_size 4"
 	# the pool recovered and every worker (the new one too) serves
-	shoal_steer_env
 	"$B/t/pool_load" "$SHOAL_CI" "$DIRECT_CI" 24 10 4 4
 	sleep 1
 	n=$(pg_server_conns)

@@ -29,10 +29,19 @@ static atomic_int err_by_worker[MAXW];
 static atomic_int ok_bucket[NBUCKET];
 static double t_start;
 
+static pthread_mutex_t steer_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void *client(void *arg)
 {
-	(void)arg;
+	long idx = (long)arg;
 	PGconn *c = NULL;
+	if (idx < 8) {
+		/* the first clients start on given workers (0,1,2,3,0,1,...),
+		 * so that the killed worker surely has clients */
+		pthread_mutex_lock(&steer_lock);
+		c = itest_connect_on_worker(ci, (int)(idx % 4), 64);
+		pthread_mutex_unlock(&steer_lock);
+	}
 	while (itest_now() < t_end) {
 		if (c == NULL) {
 			c = PQconnectdb(ci);
@@ -90,7 +99,7 @@ int main(int argc, char **argv)
 	t_start = itest_now();
 	t_end = t_start + secs;
 	for (int i = 0; i < n; i++)
-		pthread_create(&th[i], NULL, client, NULL);
+		pthread_create(&th[i], NULL, client, (void *)(long)i);
 	itest_sleep_ms(kafter);
 	t_kill = itest_now();
 	if (kill(kpid, SIGKILL) < 0) {
