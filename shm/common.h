@@ -54,4 +54,8 @@ uint64_t wall_usec(void);
 
 size_t strlcpy_s(char *dst, const char *src, size_t size);
 
+struct sockaddr_storage;
+/* An address as text ("unix" for a unix socket); returns the port, 0 for unix. */
+int sockaddr_describe(const struct sockaddr_storage *sa, char *host, size_t len);
+
 #endif

@@ -6,6 +6,7 @@
  */
 #include "common.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -132,4 +133,20 @@ size_t strlcpy_s(char *dst, const char *src, size_t size)
 		dst[n] = '\0';
 	}
 	return len;
+}
+
+int sockaddr_describe(const struct sockaddr_storage *sa, char *host, size_t len)
+{
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)len);
+		return ntohs(in->sin_port);
+	}
+	if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)len);
+		return ntohs(in6->sin6_port);
+	}
+	strlcpy_s(host, "unix", len);
+	return 0;
 }

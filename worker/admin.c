@@ -619,20 +619,11 @@ void admin_free(struct client *c)
 
 /* ------------------------------------------------- shared rows, helpers */
 
+/* the unix socket reports pgshoal's own port, as PgBouncer does */
 static void describe(const struct sockaddr_storage *sa, char *addr, size_t len, uint16_t *port)
 {
-	if (sa->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, addr, (socklen_t)len);
-		*port = ntohs(in->sin_port);
-	} else if (sa->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, addr, (socklen_t)len);
-		*port = ntohs(in6->sin6_port);
-	} else {
-		strlcpy_s(addr, "unix", len);
-		*port = (uint16_t)W.cfg->listen_port;
-	}
+	int p = sockaddr_describe(sa, addr, len);
+	*port = (uint16_t)(p ? p : W.cfg->listen_port);
 }
 
 void admin_note_client(struct client *c, const struct sockaddr_storage *sa)

@@ -447,19 +447,7 @@ static void show_clients(struct admin *a)
 
 static void slot_addr(const struct shm_slot *sl, char *addr, size_t len, int *port)
 {
-	const struct sockaddr_storage *sa = &sl->addr;
-	*port = 0;
-	if (sa->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, addr, (socklen_t)len);
-		*port = ntohs(in->sin_port);
-	} else if (sa->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, addr, (socklen_t)len);
-		*port = ntohs(in6->sin6_port);
-	} else {
-		strlcpy_s(addr, "unix", len);
-	}
+	*port = sockaddr_describe(&sl->addr, addr, len);
 }
 
 static void server_row(struct admin *a, int i, const char *state, uint64_t now)

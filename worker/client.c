@@ -118,21 +118,12 @@ void client_error_close(struct client *c, const char *sqlstate, const char *fmt,
 
 static void describe_peer(struct client *c, const struct sockaddr_storage *sa)
 {
-	char host[INET6_ADDRSTRLEN] = "";
-	int port = 0;
-	if (sa->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		port = ntohs(in->sin_port);
-	} else if (sa->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-	} else {
-		snprintf(c->addr, sizeof(c->addr), "unix");
-		return;
-	}
-	snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
+	char host[48]; /* an IPv6 address fits in 46 */
+	int port = sockaddr_describe(sa, host, sizeof(host));
+	if (port)
+		snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
+	else
+		strlcpy_s(c->addr, host, sizeof(c->addr));
 }
 
 static struct client *take_row(void)
@@ -758,6 +749,12 @@ void client_tick(uint64_t now)
 	if (W.close_idle) /* safe shutdown: clients go once out of their transaction */
 		for (int i = 0; i < W.nrows; i++) {
 			struct client *c = &W.clients[i];
+			if (W.orphaned && !c->closing && (c->state == CL_WAITING || c->state == CL_LOGIN_WAIT ||
+			                                  (c->server && c->server->state == SV_WAIT_FD))) {
+				/* no master: no socket will come for it */
+				client_error_close(c, "57P01", "terminating connection: the pgshoal master is gone");
+				continue;
+			}
 			if (c->closing || !(c->state == CL_IDLE || c->state == CL_LOGIN ||
 			                    (c->state == CL_ACTIVE && c->server && c->server->state == SV_ACTIVE &&
 			                     c->server->tx == 'I' && c->pending == 0 && !c->unsynced)))

@@ -89,9 +89,8 @@ void fdcache_on_broker(void)
 		int fd;
 		int n = broker_recv(W.broker_fd, &m, &fd);
 		if (n == 0) {
-			log_error(LOG_WARNING, 0, "master is gone: draining");
-			W.draining = true;
 			worker_unregister(W.broker_fd);
+			worker_orphaned();
 			return;
 		}
 		if (n < 0)

@@ -127,6 +127,17 @@ static void stop_accepting(void)
 	proctitle_set("pgshoal: worker (draining)");
 }
 
+/* The master died: finish what can be finished, then exit. */
+void worker_orphaned(void)
+{
+	if (W.orphaned)
+		return;
+	W.orphaned = W.now ? W.now : 1;
+	W.close_idle = true;
+	stop_accepting();
+	log_error(LOG_WARNING, 0, "the master is gone: finishing transactions, then exiting");
+}
+
 static void on_signal(void)
 {
 	struct signalfd_siginfo si;
@@ -158,9 +169,13 @@ static void on_tick(void)
 		return;
 	if (atomic_load_explicit(&W.shm->hdr->flags, memory_order_acquire) & SHM_F_SHUTDOWN)
 		stop_accepting();
-	if (getppid() != W.shm->hdr->master_pid) { /* the master is gone */
-		W.close_idle = true;
-		stop_accepting();
+	if (getppid() != W.shm->hdr->master_pid)
+		worker_orphaned();
+	/* without the master no fd comes and no crashed worker is repaired:
+	 * give clients shutdown_wait_timeout to finish, then go */
+	if (W.orphaned && W.now - W.orphaned > (uint64_t)(W.cfg->shutdown_wait_timeout * 1e6)) {
+		log_error(LOG_WARNING, 0, "master gone for shutdown_wait_timeout: exiting");
+		exit(0);
 	}
 	client_tick(W.now);
 	server_tick(W.now);

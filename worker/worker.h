@@ -119,6 +119,7 @@ struct worker {
 	int listen_fds[MAX_LISTEN];
 	bool draining;   /* not accepting; exits when its last client is gone */
 	bool close_idle; /* also close clients that are out of a transaction */
+	uint64_t orphaned; /* when the master was found gone (0 = alive) */
 	struct client *clients;   /* clients_per_worker, by row - first row */
 	int first_row, nrows;
 	struct server *servers;   /* by slot */
@@ -139,6 +140,7 @@ extern struct worker W;
 /* loop.c */
 void worker_update_events(int fd, uint32_t *cur, uint32_t want, void *ptr);
 void worker_unregister(int fd);
+void worker_orphaned(void);
 
 /* buf.c */
 bool buf_reserve(struct buf *b);
