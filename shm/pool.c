@@ -180,21 +180,32 @@ static int reserve_slot(struct shm *s, int pool, int worker, bool use_reserve)
 	return -1;
 }
 
-/* Under lock: pop an idle slot, preferring one this worker has a socket for. */
-static int pop_idle(struct shm *s, int pool, const uint32_t *local_gen)
+/*
+ * Under lock: pop an idle slot. Best is one this worker used last: its
+ * socket is cached and still registered in this worker's epoll, so the
+ * lease costs no syscall and wakes no other worker. Next best is one whose
+ * socket this worker has cached; else the most recently released.
+ */
+static int pop_idle(struct shm *s, int pool, int worker, const uint32_t *local_gen)
 {
 	struct shm_pool *row = pool_row(s, pool);
 	int32_t *stack = idle_stack(s, pool);
-	int pick = row->nidle - 1;
+	int pick = row->nidle - 1, cached = -1;
 	int slot;
 
-	for (int k = row->nidle - 1; local_gen && k >= 0 && k >= row->nidle - 8; k--) {
-		int i = stack[k];
-		if (local_gen[i] == atomic_load_explicit(&shm_slot(s, i)->gen, memory_order_relaxed)) {
-			pick = k;
+	for (int k = row->nidle - 1; local_gen && k >= 0; k--) {
+		struct shm_slot *sl = shm_slot(s, stack[k]);
+		if (local_gen[stack[k]] != atomic_load_explicit(&sl->gen, memory_order_relaxed))
+			continue;
+		if (sl->last_worker == worker) {
+			cached = k;
 			break;
 		}
+		if (cached < 0)
+			cached = k;
 	}
+	if (cached >= 0)
+		pick = cached;
 	slot = stack[pick];
 	stack[pick] = stack[row->nidle - 1];
 	row->nidle--;
@@ -206,6 +217,7 @@ static void lease_to(struct shm *s, int slot, int client)
 	struct shm_slot *sl = shm_slot(s, slot);
 	atomic_store_explicit(&sl->state, SLOT_ACTIVE, memory_order_relaxed);
 	atomic_store_explicit(&sl->owner, shm_client_worker(s, client), memory_order_relaxed);
+	sl->last_worker = shm_client_worker(s, client);
 	atomic_store_explicit(&sl->client, client, memory_order_relaxed);
 	sl->client_gen = atomic_load_explicit(&shm_client(s, client)->gen, memory_order_relaxed);
 }
@@ -251,7 +263,7 @@ int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, const uint
 	*slot = -1;
 	shm_mutex_lock(&row->lock);
 	if (row->nidle > 0) {
-		*slot = pop_idle(s, pool, local_gen);
+		*slot = pop_idle(s, pool, shm_client_worker(s, client), local_gen);
 		lease_to(s, *slot, client);
 		result = LEASE_GOT;
 	} else if (login_backoff(row, now) && !row->welcome_params_set) {

@@ -127,6 +127,7 @@ struct shm_slot {
 	uint64_t created_usec;
 	uint64_t idle_since_usec;     /* under pool lock */
 	uint32_t recycle_gen;         /* the pool's recycle_gen when this connection was made */
+	int32_t last_worker;          /* the worker that leased it last; under pool lock */
 	/* tracked parameters as the server last reported them; written by the
 	 * process leasing the slot (single writer at a time) */
 	char params[PARAM_COUNT][PARAM_VALUE_LEN];
