@@ -238,20 +238,57 @@ static void enqueue(struct shm *s, struct shm_pool *row, int client, uint64_t no
 	row->nwaiting++;
 }
 
-static int dequeue_head(struct shm *s, struct shm_pool *row)
+/* Under lock: take `client` (whose predecessor on the FIFO is prev, -1 for
+ * the head) off the FIFO. */
+static void unlink_waiter(struct shm *s, struct shm_pool *row, int prev, int client)
 {
-	int client = row->wait_head;
-	struct shm_client *c;
-	if (client < 0)
-		return -1;
-	c = shm_client(s, client);
-	row->wait_head = c->wait_next;
-	if (row->wait_head < 0)
-		row->wait_tail = -1;
+	struct shm_client *c = shm_client(s, client);
+	if (prev < 0)
+		row->wait_head = c->wait_next;
+	else
+		shm_client(s, prev)->wait_next = c->wait_next;
+	if (row->wait_tail == client)
+		row->wait_tail = prev;
 	c->queued = 0;
 	c->wait_next = -1;
 	row->nwaiting--;
+}
+
+static int dequeue_head(struct shm *s, struct shm_pool *row)
+{
+	int client = row->wait_head;
+	if (client >= 0)
+		unlink_waiter(s, row, -1, client);
 	return client;
+}
+
+/*
+ * Under lock: the waiter a released server goes to. The FIFO head, unless
+ * a client of the releasing worker has waited almost as long (within
+ * HANDOFF_FAIRNESS_USEC): that one is served without waking another
+ * worker or moving the socket (DESIGN.md: cross-worker handoffs only when
+ * the other worker's client has waited longer).
+ */
+#define HANDOFF_FAIRNESS_USEC 2000
+#define HANDOFF_SCAN 64
+static int dequeue_for(struct shm *s, struct shm_pool *row, int worker)
+{
+	int head = row->wait_head, prev = -1, n = 0;
+	uint64_t oldest;
+
+	if (head < 0 || worker < 0 || shm_client_worker(s, head) == worker)
+		return dequeue_head(s, row);
+	oldest = shm_client(s, head)->wait_since_usec;
+	for (int i = head; i >= 0 && n < HANDOFF_SCAN; prev = i, i = shm_client(s, i)->wait_next, n++) {
+		struct shm_client *c = shm_client(s, i);
+		if (c->wait_since_usec > oldest + HANDOFF_FAIRNESS_USEC)
+			break;
+		if (shm_client_worker(s, i) == worker) {
+			unlink_waiter(s, row, prev, i);
+			return i;
+		}
+	}
+	return dequeue_head(s, row);
 }
 
 int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, const uint32_t *local_gen,
@@ -316,7 +353,7 @@ static bool hand_or_idle(struct shm *s, int slot, uint64_t now, struct shm_hando
 {
 	struct shm_slot *sl = shm_slot(s, slot);
 	struct shm_pool *row = pool_row(s, sl->pool);
-	int client = dequeue_head(s, row);
+	int client = dequeue_for(s, row, atomic_load_explicit(&sl->owner, memory_order_relaxed));
 
 	sl->idle_since_usec = now; /* last release, for server_check_delay */
 	if (client >= 0) {
@@ -450,24 +487,14 @@ bool shm_pool_dequeue(struct shm *s, int pool, int client)
 	bool found = false;
 
 	shm_mutex_lock(&row->lock);
-	if (c->queued) {
-		int prev = -1;
-		for (int i = row->wait_head; i >= 0; prev = i, i = shm_client(s, i)->wait_next) {
-			if (i != client)
-				continue;
-			if (prev < 0)
-				row->wait_head = c->wait_next;
-			else
-				shm_client(s, prev)->wait_next = c->wait_next;
-			if (row->wait_tail == client)
-				row->wait_tail = prev;
-			row->nwaiting--;
+	for (int prev = -1, i = c->queued ? row->wait_head : -1; i >= 0; prev = i, i = shm_client(s, i)->wait_next) {
+		if (i == client) {
+			unlink_waiter(s, row, prev, i);
 			found = true;
 			break;
 		}
-		c->queued = 0;
-		c->wait_next = -1;
 	}
+	c->queued = 0;
 	shm_mutex_unlock(&row->lock);
 	return found;
 }

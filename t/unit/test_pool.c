@@ -192,11 +192,12 @@ static void test_pool_connected_hands_to_fifo_head(void)
 
 	setup();
 	a = cl(0, 0), b = cl(1, 0), c = cl(2, 0);
-	CU_ASSERT_EQUAL(lease(P, a, T0, &s1), LEASE_CONNECT);
+	CU_ASSERT_EQUAL(lease(P, a, T0 - SEC, &s1), LEASE_CONNECT);
 	CU_ASSERT_EQUAL(lease(P, b, T0, &s2), LEASE_CONNECT);
 	CU_ASSERT_EQUAL(lease(P, c, T0, &s3), LEASE_QUEUED);
 
-	/* Worker 1's connection finishes first: it serves worker 0's client. */
+	/* Worker 1's connection finishes first: it serves worker 0's client,
+	 * who has waited a second longer than worker 1's own. */
 	CU_ASSERT_TRUE(shm_pool_connected(&S, s2, T0, &h, &to));
 	CU_ASSERT_EQUAL(h.client, a);
 	CU_ASSERT_EQUAL(h.slot, s2);
@@ -287,20 +288,42 @@ static void test_pool_fifo_across_workers(void)
 	s1 = lease_active(cl(0, 0));
 	s2 = lease_active(cl(1, 0));
 	a = cl(0, 1), b = cl(2, 1), c = cl(1, 1);
-	CU_ASSERT_EQUAL(lease(P, a, T0 + 1, &slot), LEASE_QUEUED);
-	CU_ASSERT_EQUAL(lease(P, b, T0 + 2, &slot), LEASE_QUEUED);
-	CU_ASSERT_EQUAL(lease(P, c, T0 + 3, &slot), LEASE_QUEUED);
+	CU_ASSERT_EQUAL(lease(P, a, T0 + 1 * SEC, &slot), LEASE_QUEUED);
+	CU_ASSERT_EQUAL(lease(P, b, T0 + 2 * SEC, &slot), LEASE_QUEUED);
+	CU_ASSERT_EQUAL(lease(P, c, T0 + 3 * SEC, &slot), LEASE_QUEUED);
 	CU_ASSERT_EQUAL(row(P)->nwaiting, 3);
-	CU_ASSERT_EQUAL(shm_client(&S, b)->wait_since_usec, T0 + 2);
+	CU_ASSERT_EQUAL(shm_client(&S, b)->wait_since_usec, T0 + 2 * SEC);
 
-	release_to(s2, a, T0 + 4); /* worker 1's release serves worker 0 */
-	release_to(s1, b, T0 + 5);
-	release_to(s2, c, T0 + 6);
+	release_to(s2, a, T0 + 4 * SEC); /* worker 1's release serves worker 0 */
+	release_to(s1, b, T0 + 5 * SEC);
+	release_to(s2, c, T0 + 6 * SEC);
 	CU_ASSERT_EQUAL(row(P)->nwaiting, 0);
-	release_to(s1, -1, T0 + 7);
-	release_to(s2, -1, T0 + 8);
+	release_to(s1, -1, T0 + 7 * SEC);
+	release_to(s2, -1, T0 + 8 * SEC);
 	CU_ASSERT_EQUAL(row(P)->nservers, 2);
 	CU_ASSERT_EQUAL(row(P)->nidle, 2);
+	teardown();
+}
+
+/* A waiter of the releasing worker that has waited almost as long as the
+ * FIFO head (within the fairness window) is served first: no wake-up of
+ * another worker, no socket moving. Past the window the head wins. */
+static void test_pool_prefers_own_worker_within_window(void)
+{
+	int a, b, c, s1, slot;
+
+	setup();
+	s1 = lease_active(cl(1, 0));
+	(void)lease_active(cl(0, 0));
+	a = cl(0, 1), b = cl(1, 1), c = cl(1, 2);
+	CU_ASSERT_EQUAL(lease(P, a, T0, &slot), LEASE_QUEUED);
+	CU_ASSERT_EQUAL(lease(P, b, T0 + 500, &slot), LEASE_QUEUED);   /* 0.5 ms younger */
+	CU_ASSERT_EQUAL(lease(P, c, T0 + SEC, &slot), LEASE_QUEUED);   /* 1 s younger */
+	release_to(s1, b, T0 + 2 * SEC); /* worker 1 serves its own b */
+	release_to(s1, a, T0 + 3 * SEC); /* c is too young: the head a wins */
+	CU_ASSERT_EQUAL(row(P)->nwaiting, 1);
+	CU_ASSERT_EQUAL(row(P)->nservers, 2);
+	CU_ASSERT_EQUAL(row(P)->nidle, 0);
 	teardown();
 }
 
@@ -943,6 +966,7 @@ void register_pool(void)
 	ADD_TEST(s, test_pool_dequeue_from_middle);
 	ADD_TEST(s, test_pool_login_failure);
 	ADD_TEST(s, test_pool_login_failure_after_welcome);
+	ADD_TEST(s, test_pool_prefers_own_worker_within_window);
 	ADD_TEST(s, test_pool_max_db_connections);
 	ADD_TEST(s, test_pool_max_user_connections);
 	ADD_TEST(s, test_pool_repair_dead_worker);
