@@ -9,20 +9,32 @@
 #include "futex.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <linux/futex.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* The holder pid, cached: getpid() on every lock would be a syscall per
+ * lease. A fork() child gets its own value through the atfork handler. */
 static pid_t self_pid;
+
+static void forget_pid(void)
+{
+	self_pid = 0;
+}
 
 static pid_t current_pid(void)
 {
-	/* getpid() is a cheap syscall, but cache it: fork() children reset it
-	 * below because the cached value would be the parent's. */
-	pid_t p = getpid();
-	self_pid = p;
-	return p;
+	static bool registered;
+	if (self_pid == 0) {
+		if (!registered) {
+			pthread_atfork(NULL, NULL, forget_pid);
+			registered = true;
+		}
+		self_pid = getpid();
+	}
+	return self_pid;
 }
 
 static long futex_call(atomic_uint *addr, int op, unsigned val)
@@ -38,10 +50,7 @@ void shm_mutex_init(struct shm_mutex *m)
 
 static void set_holder(struct shm_mutex *m)
 {
-	pid_t p = self_pid;
-	if (p == 0 || p != getpid())
-		p = current_pid();
-	atomic_store_explicit(&m->holder, p, memory_order_relaxed);
+	atomic_store_explicit(&m->holder, current_pid(), memory_order_relaxed);
 }
 
 bool shm_mutex_trylock(struct shm_mutex *m)
