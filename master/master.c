@@ -3,7 +3,7 @@
  * 100 ms timerfd (repair, respawn, janitor) and the broker socketpairs. It
  * never speaks the client protocol and never waits on a pool lock.
  * Signals: HUP reload, INT/TERM/QUIT shutdowns (see begin_shutdown),
- * SIGCHLD reaps workers.
+ * USR1 pause, USR2 resume; SIGCHLD reaps workers.
  */
 #include "master.h"
 
@@ -48,6 +48,8 @@ static int setup(void)
 	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	/* a shell starts background jobs with INT and QUIT ignored, and an
 	 * ignored signal never reaches a signalfd: take the defaults back */
 	for (int sig = 1; sig < NSIG; sig++)
@@ -122,6 +124,14 @@ static void on_signal(void)
 			master_notify("READY=1");
 			break;
 
+		case SIGUSR1: /* PgBouncer's: pause, as the console's PAUSE */
+			atomic_fetch_or(&M.shm.hdr->flags, SHM_F_PAUSED);
+			log_error(LOG_INFO, 0, "SIGUSR1: paused, new transactions wait for SIGUSR2 or RESUME");
+			break;
+		case SIGUSR2:
+			atomic_fetch_and(&M.shm.hdr->flags, ~(unsigned)SHM_F_PAUSED);
+			log_error(LOG_INFO, 0, "SIGUSR2: resumed");
+			break;
 		default: begin_shutdown((int)si.ssi_signo); break;
 		}
 	}

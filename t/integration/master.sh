@@ -408,6 +408,19 @@ test_failover_promote() {
 -c port=$PGPORT -c unix_socket_directories=$TMPD -c max_connections=300 -c fsync=off" >/dev/null
 }
 
+test_sigusr_pause_resume() {
+	shoal_start "$(shoal_config workers=2)"
+	kill -USR1 "$SHOAL_PID"
+	sleep 0.3
+	shoal_psql -d postgres -c "select 'ran'" >"$TMPD/paused.out" 2>&1 &
+	local bg=$!
+	sleep 1
+	[ ! -s "$TMPD/paused.out" ] || fail "a query ran while paused: $(cat "$TMPD/paused.out")"
+	kill -USR2 "$SHOAL_PID"
+	wait $bg || fail "the paused query failed: $(cat "$TMPD/paused.out")"
+	expect_contains "$(cat "$TMPD/paused.out")" "ran" "after SIGUSR2"
+}
+
 run_test test_reload_pool_size
 run_test test_reload_bad_config
 run_test test_reload_databases
@@ -420,4 +433,5 @@ run_test test_daemon_pidfile
 run_test test_init_script
 run_test test_dns_follow
 run_test test_failover_promote
+run_test test_sigusr_pause_resume
 finish
