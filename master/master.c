@@ -153,6 +153,7 @@ static void on_tick(void)
 		return;
 	master_reap_children();
 	master_repair_tick();
+	master_broker_settle(); /* requests whose slot died without a message */
 	if (++ticks % 10 == 0)
 		master_broker_janitor();
 	master_dns_tick();

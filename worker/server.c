@@ -679,6 +679,13 @@ void server_tick(uint64_t now)
 		if ((sv->state == SV_CONNECTING || sv->state == SV_LOGIN) &&
 		    past(sv->since, W.cfg->server_connect_timeout)) {
 			server_fail(sv, "server_connect_timeout");
+		} else if (sv->state == SV_WAIT_FD && past(sv->since, W.cfg->server_connect_timeout)) {
+			/* the master never answered: give the slot up, find another */
+			log_error(LOG_WARNING, 0, "S-%d: no socket from the master in time", sv->slot);
+			server_set_state(sv, SV_ACTIVE);
+			server_close(sv, "no socket from the master");
+			if (c && !c->closing)
+				client_request_server(c);
 		} else if (sv->state == SV_ACTIVE && c && c->pending > 0 &&
 		           past(sv->since, W.cfg->query_timeout)) {
 			server_close(sv, "query_timeout");
