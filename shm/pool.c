@@ -413,13 +413,14 @@ static void free_slot_locked(struct shm *s, struct shm_pool *row, struct shm_slo
 	account_give(s, row->user_acct);
 }
 
-void shm_pool_slot_free(struct shm *s, int slot, uint64_t now, bool failed, const char *err)
+void shm_pool_slot_free(struct shm *s, int slot, uint32_t gen, uint64_t now, bool failed, const char *err)
 {
 	struct shm_slot *sl = shm_slot(s, slot);
 	struct shm_pool *row = pool_row(s, sl->pool);
 
 	shm_mutex_lock(&row->lock);
-	if (atomic_load_explicit(&sl->state, memory_order_relaxed) != SLOT_FREE)
+	if (atomic_load_explicit(&sl->gen, memory_order_relaxed) == gen &&
+	    atomic_load_explicit(&sl->state, memory_order_relaxed) != SLOT_FREE)
 		free_slot_locked(s, row, sl);
 	if (failed) {
 		row->last_fail_usec = now ? now : 1;

@@ -179,7 +179,7 @@ void server_close(struct server *sv, const char *reason)
 	buf_release(&sv->in);
 	unlink_client(sv);
 	server_set_state(sv, SV_NONE);
-	shm_pool_slot_free(W.shm, sv->slot, W.now, false, NULL);
+	shm_pool_slot_free(W.shm, sv->slot, sv->gen, W.now, false, NULL);
 	if (shm_pool_grow(W.shm, pool, W.index, false, &newslot) == ST_OK)
 		server_connect(newslot, NULL);
 }
@@ -198,7 +198,7 @@ void server_fail(struct server *sv, const char *err)
 	login_free(sv);
 	buf_release(&sv->in);
 	server_set_state(sv, SV_NONE);
-	shm_pool_slot_free(W.shm, sv->slot, W.now, true, err);
+	shm_pool_slot_free(W.shm, sv->slot, sv->gen, W.now, true, err);
 	while (shm_pool_pop_failed_waiter(W.shm, pool, &h, &to))
 		deliver(&h, to);
 }

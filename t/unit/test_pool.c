@@ -391,7 +391,7 @@ static void test_pool_never_exceeds_pool_size(void)
 		} else if (op == 5 && row_c->queued) {
 			CU_ASSERT_TRUE(shm_pool_dequeue(&S, P, c)); /* client gave up */
 		} else if (op == 6 && has[i] >= 0 && rand_r(&seed) % 4 == 0) {
-			shm_pool_slot_free(&S, has[i], T0, false, NULL); /* server died */
+			shm_pool_slot_free(&S, has[i], atomic_load(&S.slots[has[i]].gen), T0, false, NULL); /* server died */
 			has[i] = -1;
 		} else if (op == 7) {
 			(void)shm_pool_grow(&S, P, i % 3, false, &slot);
@@ -500,14 +500,14 @@ static void test_pool_login_failure(void)
 	CU_ASSERT_EQUAL(lease(P, a, T0, &s1), LEASE_CONNECT);
 	CU_ASSERT_EQUAL(lease(P, b, T0, &s2), LEASE_CONNECT);
 
-	shm_pool_slot_free(&S, s1, T0 + SEC, true, "password authentication failed");
+	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true, "password authentication failed");
 	CU_ASSERT_EQUAL(slot_state(s1), SLOT_FREE);
 	CU_ASSERT_EQUAL(row(P)->nservers, 1);
 	CU_ASSERT_EQUAL(row(P)->nconnecting, 1);
 	/* a server is still coming: nobody is failed yet */
 	CU_ASSERT_FALSE(shm_pool_pop_failed_waiter(&S, P, &h, &to));
 
-	shm_pool_slot_free(&S, s2, T0 + SEC, true, "too many connections");
+	shm_pool_slot_free(&S, s2, atomic_load(&S.slots[s2].gen), T0 + SEC, true, "too many connections");
 	CU_ASSERT_EQUAL(row(P)->nservers, 0);
 	CU_ASSERT_EQUAL(row(P)->nconnecting, 0);
 	shm_pool_last_error(&S, P, err, sizeof(err));
@@ -546,11 +546,30 @@ static void test_pool_login_failure_after_welcome(void)
 	shm_pool_set_welcome(&S, P, "S", 1);
 	a = cl(0, 0);
 	CU_ASSERT_EQUAL(lease(P, a, T0, &s1), LEASE_CONNECT);
-	shm_pool_slot_free(&S, s1, T0 + SEC, true, "connection refused");
+	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true, "connection refused");
 	CU_ASSERT_FALSE(shm_pool_pop_failed_waiter(&S, P, &h, &to)); /* a keeps waiting */
 	CU_ASSERT_EQUAL(lease(P, cl(1, 0), T0 + 2 * SEC, &slot), LEASE_QUEUED);
 	CU_ASSERT_EQUAL(slot, -1);
 	CU_ASSERT_EQUAL(row(P)->nwaiting, 2);
+	teardown();
+}
+
+/* A holder that learns late that its slot died (an older generation) must
+ * not free the slot's next user. */
+static void test_pool_slot_free_checks_generation(void)
+{
+	int s1 = -1;
+	uint32_t old;
+
+	setup();
+	s1 = lease_active(cl(0, 0));
+	old = atomic_load(&S.slots[s1].gen);
+	shm_pool_slot_free(&S, s1, old, T0, false, NULL);
+	CU_ASSERT_EQUAL(slot_state(s1), SLOT_FREE);
+	CU_ASSERT_EQUAL(lease_active(cl(1, 0)), s1); /* the next user gets the slot */
+	shm_pool_slot_free(&S, s1, old, T0, false, NULL); /* the late, stale free */
+	CU_ASSERT_EQUAL(slot_state(s1), SLOT_ACTIVE);
+	CU_ASSERT_EQUAL(row(P)->nservers, 1);
 	teardown();
 }
 
@@ -579,7 +598,7 @@ static void test_pool_max_db_connections(void)
 	/* The other pools of the table are untouched. */
 	CU_ASSERT_EQUAL(lease(P, cl(0, 5), T0, &s4), LEASE_CONNECT);
 
-	shm_pool_slot_free(&S, s1, T0, false, NULL);
+	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0, false, NULL);
 	CU_ASSERT_EQUAL(atomic_load(&S.accounts[row(pa)->db_acct].conns), 2);
 	CU_ASSERT_EQUAL(shm_pool_grow(&S, pb, 2, false, &s4), ST_OK);
 	CU_ASSERT_TRUE(in_pool(pb, s4));
@@ -808,7 +827,7 @@ static void test_pool_login_failure_clock_skew(void)
 
 	setup();
 	CU_ASSERT_EQUAL(lease(P, cl(0, 0), T0, &s1), LEASE_CONNECT);
-	shm_pool_slot_free(&S, s1, T0 + SEC, true, "password authentication failed");
+	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true, "password authentication failed");
 	CU_ASSERT_EQUAL(lease(P, cl(1, 0), T0 + SEC - 1000, &slot), LEASE_FAILED);
 	teardown();
 }
@@ -836,7 +855,7 @@ static void test_pool_claim_idle(void)
 	/* a lease does not get the claimed slot */
 	CU_ASSERT_EQUAL(lease(P, cl(1, 0), T0, &s2), LEASE_CONNECT);
 	CU_ASSERT_NOT_EQUAL(s2, s1);
-	shm_pool_slot_free(&S, s1, T0, false, NULL);
+	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0, false, NULL);
 	CU_ASSERT_EQUAL(slot_state(s1), SLOT_FREE);
 	CU_ASSERT_EQUAL(row(P)->nservers, 1);
 	teardown();
@@ -967,6 +986,7 @@ void register_pool(void)
 	ADD_TEST(s, test_pool_login_failure);
 	ADD_TEST(s, test_pool_login_failure_after_welcome);
 	ADD_TEST(s, test_pool_prefers_own_worker_within_window);
+	ADD_TEST(s, test_pool_slot_free_checks_generation);
 	ADD_TEST(s, test_pool_max_db_connections);
 	ADD_TEST(s, test_pool_max_user_connections);
 	ADD_TEST(s, test_pool_repair_dead_worker);
