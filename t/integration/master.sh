@@ -354,10 +354,10 @@ test_init_script() {
 # primary stops, the standby is promoted: writes must come back through
 # pgshoal with no restart, and only transactions in flight may fail.
 test_failover_promote() {
-	# Known bug: in about one run of three under the sanitizer build a client
-	# stays stuck after the promotion (pgbench reports "there is already a
-	# transaction in progress"); until it is found this test runs only on
-	# request, so that make check stays reliable.
+	# Known bug: now and then (about one run in six with the sanitizer build)
+	# a client stays stuck after the promotion (pgbench reports "there is
+	# already a transaction in progress": two clients on one server); until
+	# it is found this test runs only on request, so make check stays reliable.
 	if [ -z "${FAILOVER_TEST:-}" ]; then
 		echo "SKIP: set FAILOVER_TEST=1 to run the promotion test (see the comment)"
 		return 0
