@@ -106,6 +106,14 @@ int shm_pool_db_account(struct shm *s, const char *db, bool create)
 	return a;
 }
 
+int shm_pool_count(const struct shm *s)
+{
+	int n = 0;
+	while (n < (int)s->hdr->max_pools && atomic_load_explicit(&s->pools[n].used, memory_order_acquire))
+		n++;
+	return n;
+}
+
 void shm_pool_set_limits(struct shm *s, int pool, const struct pool_limits *lim)
 {
 	struct shm_pool *row = pool_row(s, pool);
@@ -186,6 +194,7 @@ static int reserve_slot(struct shm *s, int pool, int worker, bool use_reserve)
  * lease costs no syscall and wakes no other worker. Next best is one whose
  * socket this worker has cached; else the most recently released.
  */
+#define IDLE_SCAN 16
 static int pop_idle(struct shm *s, int pool, int worker, const uint32_t *local_gen)
 {
 	struct shm_pool *row = pool_row(s, pool);
@@ -193,7 +202,8 @@ static int pop_idle(struct shm *s, int pool, int worker, const uint32_t *local_g
 	int pick = row->nidle - 1, cached = -1;
 	int slot;
 
-	for (int k = row->nidle - 1; local_gen && k >= 0; k--) {
+	/* bounded: this runs under the pool lock on every lease */
+	for (int k = row->nidle - 1; local_gen && k >= 0 && k >= row->nidle - IDLE_SCAN; k--) {
 		struct shm_slot *sl = shm_slot(s, stack[k]);
 		if (local_gen[stack[k]] != atomic_load_explicit(&sl->gen, memory_order_relaxed))
 			continue;

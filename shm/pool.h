@@ -25,6 +25,8 @@ enum lease_result {
 int shm_pool_find(struct shm *s, const char *db, const char *user, const struct pool_limits *lim);
 /* The account of database `db` (admin flags); created if `create`; -1 if none. */
 int shm_pool_db_account(struct shm *s, const char *db, bool create);
+/* Rows in use: they are taken in order and never given back. */
+int shm_pool_count(const struct shm *s);
 /* Refresh a row's limits (after a reload). */
 void shm_pool_set_limits(struct shm *s, int pool, const struct pool_limits *lim);
 

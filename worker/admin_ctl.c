@@ -21,15 +21,6 @@
 
 #define KILL_CLIENT_TIMEOUT_USEC 5000000ull
 
-static int npools(void)
-{
-	int n = 0;
-	while (n < (int)W.shm->hdr->max_pools &&
-	       atomic_load_explicit(&W.shm->pools[n].used, memory_order_acquire))
-		n++;
-	return n;
-}
-
 static bool matches(int pool, const char *db)
 {
 	return !db[0] || strcmp(W.shm->pools[pool].db, db) == 0;
@@ -46,7 +37,7 @@ static void syntax(struct client *c, const char *verb, const char *arg)
 static bool db_known(struct client *c, const char *db, const char *what)
 {
 	const struct config_db *cdb = config_find_db(W.cfg, db);
-	int n = npools();
+	int n = shm_pool_count(W.shm);
 
 	if (admin_is_db(db)) {
 		admin_fail(c->admin, "55000", "cannot %s admin db: %s", what, db);
@@ -78,7 +69,7 @@ static struct shm_account *db_account(struct client *c, const char *db, const ch
 
 static void recycle(const char *db)
 {
-	int n = npools();
+	int n = shm_pool_count(W.shm);
 	for (int p = 0; p < n; p++)
 		if (matches(p, db))
 			atomic_fetch_add_explicit(&W.shm->pools[p].recycle_gen, 1,
@@ -310,7 +301,7 @@ void admin_set(struct client *c, const char *key, const char *value)
 /* Servers of matching pools that are in use or logging in. */
 static int busy_servers(const char *db)
 {
-	int n = npools(), busy = 0;
+	int n = shm_pool_count(W.shm), busy = 0;
 	for (int p = 0; p < n; p++) {
 		struct shm_pool *row = &W.shm->pools[p];
 		if (!matches(p, db))
@@ -325,7 +316,7 @@ static int busy_servers(const char *db)
 /* Servers of matching pools made before their pool's last RECONNECT. */
 static int stale_servers(const char *db)
 {
-	int n = npools(), per = (int)W.shm->hdr->slots_per_pool, stale = 0;
+	int n = shm_pool_count(W.shm), per = (int)W.shm->hdr->slots_per_pool, stale = 0;
 	for (int p = 0; p < n; p++) {
 		uint32_t gen =
 		    atomic_load_explicit(&W.shm->pools[p].recycle_gen, memory_order_relaxed);

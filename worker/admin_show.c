@@ -25,15 +25,6 @@ struct pool_view {
 	int nservers, nconnecting, nidle, nwaiting, mode, pool_size, reserve_size, max_db, max_user;
 };
 
-static int npools(void)
-{
-	int n = 0;
-	while (n < (int)W.shm->hdr->max_pools &&
-	       atomic_load_explicit(&W.shm->pools[n].used, memory_order_acquire))
-		n++;
-	return n;
-}
-
 static bool row_in_use(const struct shm_client *r)
 {
 	return atomic_load_explicit(&r->state, memory_order_acquire) == CROW_USED;
@@ -106,7 +97,7 @@ static void view_pool(int p, struct pool_view *v, uint64_t now)
 
 static int view_pools(struct pool_view *v, uint64_t now)
 {
-	int n = npools();
+	int n = shm_pool_count(W.shm);
 	memset(v, 0, sizeof(*v) * W.shm->hdr->max_pools);
 	for (int p = 0; p < n; p++)
 		view_pool(p, &v[p], now);
@@ -221,7 +212,7 @@ static void show_stats(struct admin *a, int kind)
 	                                        "avg_bind_count",
 	                                        "avg_client_login_count"};
 	const char *wide = "sNNNNNNNNNNNNNNNNNNNNNNNN", *narrow = "sNNNNNNNNNNNN";
-	int n = npools(), first_of[W.shm->hdr->max_pools + 1];
+	int n = shm_pool_count(W.shm), first_of[W.shm->hdr->max_pools + 1];
 	int ndb = pool_dbs(n, first_of);
 	struct stat_sum cur, avg, zero = {{0}};
 
@@ -263,7 +254,7 @@ static void show_totals(struct admin *a)
 	struct stat_sum cur, avg;
 	char name[64];
 
-	db_stats(NULL, npools(), &cur, &avg);
+	db_stats(NULL, shm_pool_count(W.shm), &cur, &avg);
 	admin_rowdesc(a, "sN", NAMES("name", "value"));
 	for (int pass = 0; pass < 2; pass++) {
 		const struct stat_sum *s = pass ? &avg : &cur;
@@ -313,7 +304,7 @@ static void database_row(struct admin *a, const char *name, const struct config_
 static void show_databases(struct admin *a)
 {
 	const struct config *cfg = W.cfg;
-	int n = npools();
+	int n = shm_pool_count(W.shm);
 
 	admin_rowdesc(a, "ssissiiiissiiiiii",
 	              NAMES("name", "host", "port", "database", "force_user", "pool_size",
@@ -363,7 +354,7 @@ static void user_row(struct admin *a, const char *name)
 
 static void show_users(struct admin *a)
 {
-	int n = npools();
+	int n = shm_pool_count(W.shm);
 
 	admin_rowdesc(a, "ssssiiii",
 	              NAMES("name", "pool_size", "reserve_pool_size", "pool_mode",
@@ -474,7 +465,7 @@ static void server_row(struct admin *a, int i, const char *state, uint64_t now)
 static void show_servers(struct admin *a)
 {
 	uint64_t now = now_usec();
-	int n = npools();
+	int n = shm_pool_count(W.shm);
 
 	admin_rowdesc(a, socket_types, socket_names);
 	for (int i = 0; i < n * (int)W.shm->hdr->slots_per_pool; i++) {
@@ -522,7 +513,7 @@ static void show_config(struct admin *a)
 
 static void show_lists(struct admin *a)
 {
-	int n = npools(), first_of[W.shm->hdr->max_pools + 1], used = 0, login = 0, used_slots = 0,
+	int n = shm_pool_count(W.shm), first_of[W.shm->hdr->max_pools + 1], used = 0, login = 0, used_slots = 0,
 	    users = 0;
 	int nslots = shm_slot_count(W.shm), dbs = 0;
 
@@ -598,7 +589,7 @@ static void show_dns_hosts(struct admin *a)
 static void show_mem(struct admin *a)
 {
 	const struct shm_header *h = W.shm->hdr;
-	int n = npools(), nslots = shm_slot_count(W.shm), used_slots = 0, used_clients = 0;
+	int n = shm_pool_count(W.shm), nslots = shm_slot_count(W.shm), used_slots = 0, used_clients = 0;
 
 	for (int i = 0; i < nslots; i++)
 		used_slots += atomic_load_explicit(&shm_slot(W.shm, i)->state,
