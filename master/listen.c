@@ -19,7 +19,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, const char *what, bool reuseport)
+static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, const char *what, bool reuseport,
+                     bool do_listen)
 {
 	int one = 1;
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -33,7 +34,7 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, cons
 		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (sa->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
+	if (bind(fd, sa, len) < 0 || (do_listen && listen(fd, backlog) < 0)) {
 		log_error(LOG_ERR, errno, "bind()/listen() on %s failed", what);
 		close(fd);
 		return -1;
@@ -42,7 +43,7 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, cons
 	return fd;
 }
 
-int master_listen_tcp(const struct config *cfg, int *fds, int max, bool reuseport)
+int master_listen_tcp(const struct config *cfg, int *fds, int max, bool reuseport, bool do_listen)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
 	struct addrinfo *res, *ai;
@@ -60,7 +61,7 @@ int master_listen_tcp(const struct config *cfg, int *fds, int max, bool reusepor
 		char what[300];
 		snprintf(what, sizeof(what), "%s:%d%s", cfg->listen_addr, cfg->listen_port,
 		         ai->ai_family == AF_INET6 ? " (IPv6)" : "");
-		fds[n] = listen_on(ai->ai_addr, ai->ai_addrlen, cfg->listen_backlog, what, reuseport);
+		fds[n] = listen_on(ai->ai_addr, ai->ai_addrlen, cfg->listen_backlog, what, reuseport, do_listen);
 		if (fds[n] < 0) {
 			freeaddrinfo(res);
 			return -1;
@@ -92,7 +93,7 @@ int master_listen(const struct config *cfg, int *fds, int max)
 {
 	int n = 0;
 	if (cfg->listen_addr[0] && !cfg->so_reuseport) {
-		n = master_listen_tcp(cfg, fds, max, false);
+		n = master_listen_tcp(cfg, fds, max, false, true);
 		if (n < 0)
 			return -1;
 	}
@@ -100,7 +101,7 @@ int master_listen(const struct config *cfg, int *fds, int max)
 		struct sockaddr_un sun;
 		unix_path(cfg, &sun);
 		unlink(sun.sun_path); /* a stale socket from a crashed run */
-		fds[n] = listen_on((struct sockaddr *)&sun, sizeof(sun), cfg->listen_backlog, sun.sun_path, false);
+		fds[n] = listen_on((struct sockaddr *)&sun, sizeof(sun), cfg->listen_backlog, sun.sun_path, false, true);
 		if (fds[n] < 0)
 			return -1;
 		chmod(sun.sun_path, 0777);

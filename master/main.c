@@ -54,9 +54,12 @@ static int start_master(void)
 		return EXIT_FATAL;
 	M.env.nlisten = master_listen(&M.cfg, M.env.listen_fds, MAX_LISTEN);
 	if (M.env.nlisten >= 0 && M.cfg.so_reuseport && M.cfg.listen_addr[0]) {
-		M.tcp_fds = calloc((size_t)M.cfg.workers, sizeof(*M.tcp_fds));
-		for (int w = 0; M.tcp_fds && w < M.cfg.workers && M.ntcp >= 0; w++)
-			M.ntcp = master_listen_tcp(&M.cfg, M.tcp_fds[w], MAX_LISTEN - M.env.nlisten, true);
+		/* bound now, while we may still be root, for every worker a reload
+		 * may add; a worker's sockets listen only while it runs */
+		M.tcp_fds = calloc((size_t)master_worker_slots(), sizeof(*M.tcp_fds));
+		for (int w = 0; M.tcp_fds && w < master_worker_slots() && M.ntcp >= 0; w++)
+			M.ntcp = master_listen_tcp(&M.cfg, M.tcp_fds[w], MAX_LISTEN - M.env.nlisten, true,
+			                           w < M.cfg.workers);
 		if (!M.tcp_fds || M.ntcp < 0)
 			return EXIT_FATAL;
 	}
@@ -70,14 +73,14 @@ static int start_master(void)
 	if (master_dns_resolve_all(&M.cfg, &M.shm) != ST_OK)
 		log_error(LOG_WARNING, 0, "some server hosts could not be resolved");
 	nslots = shm_slot_count(&M.shm);
-	M.broker_master = malloc(sizeof(int) * (size_t)M.cfg.workers);
-	M.broker_worker = malloc(sizeof(int) * (size_t)M.cfg.workers);
-	M.repair_pending = calloc((size_t)M.cfg.workers, sizeof(bool));
-	M.restart_after = calloc((size_t)M.cfg.workers, sizeof(uint64_t));
+	M.broker_master = malloc(sizeof(int) * (size_t)master_worker_slots());
+	M.broker_worker = malloc(sizeof(int) * (size_t)master_worker_slots());
+	M.repair_pending = calloc((size_t)master_worker_slots(), sizeof(bool));
+	M.restart_after = calloc((size_t)master_worker_slots(), sizeof(uint64_t));
 	if (!M.broker_master || !M.broker_worker || !M.repair_pending || !M.restart_after ||
 	    master_broker_init(nslots) != ST_OK)
 		return EXIT_FATAL;
-	for (int i = 0; i < M.cfg.workers; i++)
+	for (int i = 0; i < master_worker_slots(); i++)
 		M.broker_master[i] = M.broker_worker[i] = -1;
 	if (master_drop_privileges(M.cfg.user) != ST_OK)
 		return EXIT_FATAL;

@@ -72,7 +72,7 @@ static int setup(void)
 
 static void signal_workers(int sig)
 {
-	for (int i = 0; i < M.cfg.workers; i++) {
+	for (int i = 0; i < master_worker_slots(); i++) {
 		pid_t pid = atomic_load(&M.shm.workers[i].pid);
 		if (pid > 0)
 			kill(pid, sig);
@@ -139,7 +139,7 @@ static void on_signal(void)
 
 static bool workers_alive(void)
 {
-	for (int i = 0; i < M.cfg.workers; i++)
+	for (int i = 0; i < master_worker_slots(); i++)
 		if (atomic_load(&M.shm.workers[i].pid) > 0)
 			return true;
 	return false;

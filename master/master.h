@@ -27,11 +27,18 @@ struct master {
 
 extern struct master M;
 
+/* Worker indexes shared memory has room for (max_workers): the first
+ * M.cfg.workers run; the others are free or draining after a reload. */
+static inline int master_worker_slots(void)
+{
+	return (int)M.shm.hdr->nworkers;
+}
+
 /* listen.c */
 /* Shared sockets (the unix socket, and TCP without so_reuseport). */
 int master_listen(const struct config *cfg, int *fds, int max);
 /* TCP sockets: one set per worker with reuseport. Returns the count or -1. */
-int master_listen_tcp(const struct config *cfg, int *fds, int max, bool reuseport);
+int master_listen_tcp(const struct config *cfg, int *fds, int max, bool reuseport, bool do_listen);
 void master_unlink_socket(const struct config *cfg);
 
 /* broker.c */
@@ -70,6 +77,7 @@ void master_stats_tick(void);
 /* supervise.c */
 int master_spawn_worker(int index);
 void master_reap_children(void);
+void master_apply_workers(int before);
 void master_repair_tick(void);
 int master_run(void);
 

@@ -41,8 +41,16 @@ static void keep_restart_settings(const struct config *old, struct config *next)
 	KEEP_INT(pkt_buf);
 	KEEP_STR(pidfile);
 	KEEP_STR(user);
-	KEEP_INT(workers);
 	KEEP_INT(so_reuseport);
+	/* workers may change (master_apply_workers), within the room shared
+	 * memory was given at start */
+	KEEP_INT(max_workers);
+	if (next->workers > master_worker_slots()) {
+		log_error(LOG_WARNING, 0, "workers = %d exceeds the %d shared memory was sized for at start "
+		          "(max_workers): running %d until a restart", next->workers, master_worker_slots(),
+		          master_worker_slots());
+		next->workers = master_worker_slots();
+	}
 }
 
 static bool same_server(const struct config_db *a, const struct config_db *b)
@@ -73,6 +81,7 @@ void master_reload(void)
 {
 	struct config *next = malloc(sizeof(*next));
 	char err[512];
+	int before;
 
 	if (!next)
 		return;
@@ -93,11 +102,13 @@ void master_reload(void)
 			          M.shm.hdr->slots_per_pool);
 	}
 	recycle_changed_pools(&M.cfg, next);
+	before = M.cfg.workers;
 	memcpy(&M.cfg, next, sizeof(M.cfg));
 	free(next);
 	log_open(M.cfg.logfile, !M.daemon);
 	master_dns_reload();
 	shm_config_publish(&M.shm, &M.cfg);
+	master_apply_workers(before);
 	log_error(LOG_INFO, 0, "configuration reloaded (generation %u)", M.shm.hdr->config_gen);
 }
 

@@ -34,13 +34,13 @@ static int make_pair(int index)
 /* In the child: close what belongs to the master or to other workers. */
 static void close_inherited(int index)
 {
-	for (int i = 0; i < M.cfg.workers; i++) {
+	for (int i = 0; i < master_worker_slots(); i++) {
 		if (M.broker_master[i] >= 0)
 			close(M.broker_master[i]);
 		if (i != index && M.broker_worker[i] >= 0)
 			close(M.broker_worker[i]);
 	}
-	for (int i = 0; M.tcp_fds && i < M.cfg.workers; i++)
+	for (int i = 0; M.tcp_fds && i < master_worker_slots(); i++)
 		for (int k = 0; i != index && k < M.ntcp; k++)
 			close(M.tcp_fds[i][k]);
 	close(M.epfd);
@@ -54,11 +54,16 @@ int master_spawn_worker(int index)
 	pid_t pid;
 
 	if (!started_at) {
-		started_at = calloc((size_t)M.cfg.workers, sizeof(*started_at));
-		quick_deaths = calloc((size_t)M.cfg.workers, sizeof(*quick_deaths));
+		started_at = calloc((size_t)master_worker_slots(), sizeof(*started_at));
+		quick_deaths = calloc((size_t)master_worker_slots(), sizeof(*quick_deaths));
 	}
 	if (M.broker_master[index] < 0 && make_pair(index) != ST_OK)
 		return ST_ERROR;
+	/* bound at start; not listening yet, or shut by the worker that last
+	 * had this index (draining): listen() needs no privilege */
+	for (int k = 0; M.tcp_fds && k < M.ntcp; k++)
+		if (listen(M.tcp_fds[index][k], M.cfg.listen_backlog) < 0)
+			log_error(LOG_ERR, errno, "listen() for worker %d failed", index);
 	pid = fork();
 	if (pid < 0) {
 		log_error(LOG_ERR, errno, "fork() failed");
@@ -71,6 +76,7 @@ int master_spawn_worker(int index)
 		env.broker_fd = M.broker_worker[index];
 		for (int k = 0; M.tcp_fds && k < M.ntcp; k++) /* its own SO_REUSEPORT sockets */
 			env.listen_fds[env.nlisten++] = M.tcp_fds[index][k];
+		env.nprivate = M.tcp_fds ? M.ntcp : 0;
 		close_inherited(index);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		worker_main(index, &env);
@@ -84,7 +90,7 @@ int master_spawn_worker(int index)
 
 static int worker_of(pid_t pid)
 {
-	for (int i = 0; i < M.cfg.workers; i++)
+	for (int i = 0; i < master_worker_slots(); i++)
 		if (atomic_load(&M.shm.workers[i].pid) == pid)
 			return i;
 	return -1;
@@ -171,14 +177,37 @@ static bool repair_worker(int index)
 void master_repair_tick(void)
 {
 	uint64_t now = now_usec();
-	for (int i = 0; i < M.cfg.workers; i++) {
+	for (int i = 0; i < master_worker_slots(); i++) {
 		if (M.repair_pending[i] && repair_worker(i))
 			M.repair_pending[i] = false;
-		if (!M.repair_pending[i] && atomic_load(&M.shm.workers[i].pid) == 0 && !M.shutdown_mode &&
-		    now >= M.restart_after[i]) {
+		if (i < M.cfg.workers && !M.repair_pending[i] && atomic_load(&M.shm.workers[i].pid) == 0 &&
+		    !M.shutdown_mode && now >= M.restart_after[i]) {
 			atomic_fetch_add(&M.shm.workers[i].respawns, 1);
 			if (master_spawn_worker(i) != ST_OK)
 				M.restart_after[i] = now + 1000000;
 		}
+	}
+}
+
+/* A reload changed `workers`. Extra workers drain: SIGTERM makes them stop
+ * accepting (their own sockets shut) and leave once their clients have
+ * gone; no client is dropped. New ones are forked now; an index whose
+ * worker is still draining is forked again by master_repair_tick once that
+ * one has exited. */
+void master_apply_workers(int before)
+{
+	for (int i = M.cfg.workers; i < before; i++) {
+		pid_t pid = atomic_load(&M.shm.workers[i].pid);
+		if (pid <= 0)
+			continue;
+		log_error(LOG_INFO, 0, "worker %d: draining (workers = %d): it exits when its clients have left", i,
+		          M.cfg.workers);
+		kill(pid, SIGTERM);
+	}
+	for (int i = before; i < M.cfg.workers; i++) {
+		M.restart_after[i] = 0;
+		quick_deaths[i] = 0;
+		if (atomic_load(&M.shm.workers[i].pid) == 0 && !M.repair_pending[i] && master_spawn_worker(i) != ST_OK)
+			M.restart_after[i] = now_usec() + 1000000;
 	}
 }

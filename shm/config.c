@@ -72,6 +72,7 @@ static const struct opt global_opts[] = {
     O_STR(config, unix_socket_dir),
     O_INT(config, listen_backlog, 1, 65535),
     O_INT(config, workers, 0, CFG_MAX_WORKERS),
+    O_INT(config, max_workers, 0, CFG_MAX_WORKERS),
     O_MODE(config, pool_mode),
     O_INT(config, max_client_conn, 1, 1000000),
     O_INT(config, default_pool_size, 0, CFG_MAX_POOL_SIZE),
@@ -552,6 +553,11 @@ static int load_root(struct loader *ld, struct config *cfg, const config_setting
 	}
 	if (cfg->workers == 0)
 		cfg->workers = auto_workers();
+	if (cfg->max_workers == 0)
+		cfg->max_workers = cfg->workers > auto_workers() ? cfg->workers : auto_workers();
+	if (cfg->workers > cfg->max_workers)
+		return fail(ld, config_setting_get_member(root, "workers"),
+		            "workers = %d exceeds max_workers = %d", cfg->workers, cfg->max_workers);
 	return 0;
 }
 

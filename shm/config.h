@@ -66,7 +66,9 @@ struct config {
 	int listen_backlog;                 /* default 128 */
 
 	/* processes */
-	int workers; /* default: number of CPUs (0 in the file = auto) */
+	int workers; /* default: number of CPUs (0 in the file = auto); reload forks or drains */
+	int max_workers; /* restart-only: how many workers shared memory is sized for;
+	                  * 0 (default) = max(workers, number of CPUs) */
 
 	/* pooling */
 	int pool_mode;           /* default session (PgBouncer's default) */

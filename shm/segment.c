@@ -143,7 +143,8 @@ int shm_create(struct shm *s, const struct config *cfg)
 	plan.sizeof_slot = sizeof(struct shm_slot);
 	plan.sizeof_client = sizeof(struct shm_client);
 	plan.sizeof_worker = sizeof(struct shm_worker);
-	plan.nworkers = (uint32_t)cfg->workers;
+	/* room for workers a reload may add (max_workers; 0 = just these) */
+	plan.nworkers = (uint32_t)(cfg->max_workers > cfg->workers ? cfg->max_workers : cfg->workers);
 	plan.max_pools = (uint32_t)cfg->max_pools;
 	plan.slots_per_pool = (uint32_t)max_slots_per_pool(cfg);
 	/* Any one worker may end up with every client: size each range for all. */

@@ -636,6 +636,8 @@ static void show_workers(struct admin *a)
 	for (uint32_t w = 0; w < W.shm->hdr->nworkers; w++) {
 		const struct shm_worker *sw = &W.shm->workers[w];
 		int servers = 0;
+		if (w >= (uint32_t)W.cfg->workers && atomic_load_explicit(&sw->pid, memory_order_relaxed) <= 0)
+			continue; /* room for workers a reload may add (max_workers) */
 		for (int i = 0; i < nslots; i++) {
 			const struct shm_slot *sl = shm_slot(W.shm, i);
 			servers +=

@@ -665,7 +665,7 @@ void client_close(struct client *c, const char *reason)
 	if (reason && c->state != CL_LOGIN && W.cfg->log_disconnections)
 		log_error(LOG_INFO, 0, "C-%d: db=%s user=%s addr=%s closing because: %s (age=%llus)", c->row,
 		          c->db, c->user, c->addr, reason,
-		          (unsigned long long)((W.now - c->state_since) / 1000000));
+		          (unsigned long long)((wall_usec() - row_of(c)->connect_usec) / 1000000));
 	worker_unregister(c->fd);
 	close(c->fd);
 	c->fd = -1;

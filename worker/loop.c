@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -117,10 +118,24 @@ static void alloc_tables(void)
 	}
 }
 
+/* This worker's own SO_REUSEPORT sockets: take what is queued, then shut
+ * them, which takes them out of the kernel's choice (a listening socket
+ * nobody accepts on would hold new connections). The master's listen()
+ * opens them again for the next worker of this index. */
+static void shut_private_listeners(void)
+{
+	for (int n = 0; n < 8; n++) /* client_accept takes up to 32 per socket */
+		client_accept(-1);
+	for (int i = W.nlisten - W.nprivate_listen; i < W.nlisten; i++)
+		if (shutdown(W.listen_fds[i], SHUT_RD) < 0)
+			log_error(LOG_WARNING, errno, "shutdown() of a listening socket failed");
+}
+
 static void stop_accepting(void)
 {
 	if (W.draining)
 		return;
+	shut_private_listeners();
 	W.draining = true;
 	for (int i = 0; i < W.nlisten; i++)
 		worker_unregister(W.listen_fds[i]);
@@ -241,6 +256,7 @@ void worker_main(int index, const struct worker_env *env)
 	W.shm = env->shm;
 	W.broker_fd = env->broker_fd;
 	W.nlisten = env->nlisten;
+	W.nprivate_listen = env->nprivate;
 	memcpy(W.listen_fds, env->listen_fds, sizeof(W.listen_fds));
 	W.buf_size = (uint32_t)W.cfg->pkt_buf;
 	snprintf(title, sizeof(title), "pgshoal: worker %d", index);

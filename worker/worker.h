@@ -116,6 +116,7 @@ struct worker {
 	struct shm *shm;
 	int epfd, broker_fd, timer_fd;
 	int nlisten;
+	int nprivate_listen; /* the last ones of listen_fds are this worker's own */
 	int listen_fds[MAX_LISTEN];
 	bool draining;   /* not accepting; exits when its last client is gone */
 	bool close_idle; /* also close clients that are out of a transaction */
