@@ -553,11 +553,8 @@ static int load_root(struct loader *ld, struct config *cfg, const config_setting
 	}
 	if (cfg->workers == 0)
 		cfg->workers = auto_workers();
-	if (cfg->max_workers == 0)
-		cfg->max_workers = cfg->workers > auto_workers() ? cfg->workers : auto_workers();
-	if (cfg->workers > cfg->max_workers)
-		return fail(ld, config_setting_get_member(root, "workers"),
-		            "workers = %d exceeds max_workers = %d", cfg->workers, cfg->max_workers);
+	if (cfg->max_workers < cfg->workers) /* it is a floor for the room, never a cut */
+		cfg->max_workers = cfg->workers;
 	return 0;
 }
 
@@ -703,6 +700,7 @@ void config_defaults(struct config *c)
 	strlcpy_s(c->unix_socket_dir, "/tmp", sizeof(c->unix_socket_dir));
 	c->listen_backlog = 128;
 	c->workers = auto_workers();
+	c->max_workers = c->workers;
 	c->pool_mode = POOL_SESSION;
 	c->max_client_conn = 100;
 	c->default_pool_size = 20;

@@ -68,7 +68,7 @@ struct config {
 	/* processes */
 	int workers; /* default: number of CPUs (0 in the file = auto); reload forks or drains */
 	int max_workers; /* restart-only: how many workers shared memory is sized for;
-	                  * 0 (default) = max(workers, number of CPUs) */
+	                  * default number of CPUs; never below workers */
 
 	/* pooling */
 	int pool_mode;           /* default session (PgBouncer's default) */
