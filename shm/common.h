@@ -54,6 +54,10 @@ uint64_t wall_usec(void);
 
 size_t strlcpy_s(char *dst, const char *src, size_t size);
 
+/* A whole file in a malloc'd buffer (NUL-terminated, *len without the NUL);
+ * NULL with errno set. */
+char *read_text_file(const char *path, size_t *len);
+
 struct sockaddr_storage;
 /* An address as text ("unix" for a unix socket); returns the port, 0 for unix. */
 int sockaddr_describe(const struct sockaddr_storage *sa, char *host, size_t len);

@@ -12,6 +12,7 @@
  */
 #include "config.h"
 #include "common.h"
+#include "hba.h"
 
 #include <errno.h>
 #include <libconfig.h>
@@ -110,6 +111,10 @@ static const struct opt global_opts[] = {
     O_BOOL(config, log_stats),
     O_ENUM(config, auth_type, config_auth_type_names),
     O_STR(config, auth_file),
+    O_STR(config, auth_hba_file),
+    O_STR(config, auth_user),
+    O_STR(config, auth_query),
+    O_STR(config, auth_dbname),
     O_STR(config, admin_users),
     O_STR(config, stats_users),
     O_ENUM(config, client_tls_sslmode, config_tls_mode_names),
@@ -151,6 +156,8 @@ static const struct opt db_opts[] = {
     O_STR(config_db, connect_query),
     O_STR(config_db, application_name),
     O_ENUM(config_db, target_session_attrs, config_target_attrs_names),
+    O_STR(config_db, auth_user),
+    O_STR(config_db, auth_dbname),
 };
 _Static_assert(ARRAY_LEN(db_opts) <= 32, "db keys are tracked in a 32-bit mask");
 
@@ -610,15 +617,63 @@ static int set_path(struct loader *ld, struct config *cfg)
 	return rc;
 }
 
+/* auth_type hba: the file must parse now, so that a bad one is refused
+ * (with its own FILE:LINE) and the running configuration kept; its text
+ * goes into the snapshot for the workers. */
+static int check_hba(struct loader *ld, struct config *cfg, const config_setting_t *root)
+{
+	const config_setting_t *at = config_setting_get_member(root, "auth_type");
+	const config_setting_t *file = config_setting_get_member(root, "auth_hba_file");
+	size_t len = 0;
+	char *text;
+	struct hba h;
+	int rc = 0;
+
+	if (!cfg->auth_hba_file[0])
+		return fail(ld, at, "auth_type \"hba\" needs auth_hba_file");
+	text = read_text_file(cfg->auth_hba_file, &len);
+	if (!text)
+		return fail(ld, file, "cannot read auth_hba_file \"%s\": %s", cfg->auth_hba_file, strerror(errno));
+	if (len >= sizeof(cfg->auth_hba_text))
+		rc = fail(ld, file, "auth_hba_file \"%s\" is too large (max %zu bytes)", cfg->auth_hba_file,
+		          sizeof(cfg->auth_hba_text) - 1);
+	else if (hba_parse(text, len, cfg->auth_hba_file, &h, ld->err, ld->errlen) < 0)
+		rc = -1;
+	else
+		memcpy(cfg->auth_hba_text, text, len + 1);
+	if (rc == 0)
+		hba_free(&h);
+	free(text);
+	return rc;
+}
+
+/* auth_dbname (global or per database) names a database entry. */
+static int check_auth_dbname(struct loader *ld, const struct config *cfg,
+                             const config_setting_t *root)
+{
+	const config_setting_t *dbs = config_setting_get_member(root, "databases");
+
+	if (cfg->auth_dbname[0] && !config_find_db(cfg, cfg->auth_dbname))
+		return fail(ld, config_setting_get_member(root, "auth_dbname"),
+		            "auth_dbname \"%s\" is not a database entry", cfg->auth_dbname);
+	for (int i = 0; i < cfg->ndbs; i++)
+		if (cfg->dbs[i].auth_dbname[0] && !config_find_db(cfg, cfg->dbs[i].auth_dbname))
+			return fail(ld, dbs ? config_setting_get_elem(dbs, (unsigned)i) : NULL,
+			            "auth_dbname \"%s\" is not a database entry", cfg->dbs[i].auth_dbname);
+	return 0;
+}
+
 /* Settings that only make sense together (blamed on the first one's line). */
-static int check_auth_tls(struct loader *ld, const struct config *cfg, const config_setting_t *root)
+static int check_auth_tls(struct loader *ld, struct config *cfg, const config_setting_t *root)
 {
 	const config_setting_t *at = config_setting_get_member(root, "auth_type");
 	const config_setting_t *ct = config_setting_get_member(root, "client_tls_sslmode");
 	int a = cfg->auth_type;
 
-	if (a == AUTH_HBA)
-		return fail(ld, at, "auth_type \"hba\" is not supported yet");
+	if (a == AUTH_HBA && check_hba(ld, cfg, root) < 0)
+		return -1;
+	if (check_auth_dbname(ld, cfg, root) < 0)
+		return -1;
 	if ((a == AUTH_PLAIN || a == AUTH_MD5 || a == AUTH_SCRAM) && !cfg->auth_file[0])
 		return fail(ld, at, "auth_type \"%s\" needs auth_file", config_auth_type_names[a]);
 	if (a == AUTH_CERT && cfg->client_tls_sslmode < TLS_VERIFY_CA)
@@ -722,6 +777,11 @@ void config_defaults(struct config *c)
 	c->stats_period = 60;
 	c->log_stats = true;
 	c->auth_type = AUTH_TRUST;
+	/* PgBouncer >= 1.24.1's: an expired or NOLOGIN role has no password */
+	strlcpy_s(c->auth_query,
+	          "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
+	          "FROM pg_authid WHERE rolname=$1 AND rolcanlogin",
+	          sizeof(c->auth_query));
 	c->client_tls_sslmode = TLS_DISABLE;
 	c->server_tls_sslmode = TLS_DISABLE;
 	strlcpy_s(c->client_tls_protocols, "secure", sizeof(c->client_tls_protocols));

@@ -17,6 +17,7 @@
 #define CFG_PASSWORD_LEN 256
 #define CFG_MAX_DBS 64
 #define CFG_MAX_USERS 64
+#define CFG_HBA_TEXT_LEN 32768
 
 enum pool_mode {
 	POOL_INHERIT = -1, /* per-db / per-user entry: use the global pool_mode */
@@ -48,6 +49,8 @@ struct config_db {
 	char connect_query[CFG_QUERY_LEN]; /* run once on each new server connection */
 	char application_name[CFG_NAME_LEN]; /* from conninfo, optional */
 	int target_session_attrs;         /* enum target_attrs: which of several hosts to use */
+	char auth_user[CFG_NAME_LEN];     /* auth_query's login for this database; "" = global */
+	char auth_dbname[CFG_NAME_LEN];   /* database entry auth_query runs in; "" = global */
 };
 
 struct config_user {
@@ -128,6 +131,17 @@ struct config {
 	/* authentication (worker/auth.c) */
 	int auth_type;                   /* enum auth_type; default trust */
 	char auth_file[CFG_PATH_LEN];    /* PgBouncer's userlist.txt format */
+	char auth_hba_file[CFG_PATH_LEN]; /* auth_type hba: a pg_hba.conf subset (shm/hba.c) */
+	/* that file's text as config_load read and checked it: workers parse
+	 * this copy, so every process applies the rules that were validated
+	 * (a file broken after a refused reload changes nothing) */
+	char auth_hba_text[CFG_HBA_TEXT_LEN];
+	/* users not in auth_file: their password hash from the server
+	 * (worker/auth_query.c), through the pool of (auth_dbname or the
+	 * client's database, auth_user); "" auth_user = off */
+	char auth_user[CFG_NAME_LEN];
+	char auth_query[CFG_QUERY_LEN]; /* default PgBouncer's pg_authid query, $1 = user */
+	char auth_dbname[CFG_NAME_LEN];
 	char admin_users[CFG_QUERY_LEN]; /* comma-separated; the admin console (worker/admin.c) */
 	char stats_users[CFG_QUERY_LEN];
 

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -133,6 +134,43 @@ size_t strlcpy_s(char *dst, const char *src, size_t size)
 		dst[n] = '\0';
 	}
 	return len;
+}
+
+char *read_text_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	char *text = NULL;
+	size_t cap = 0, n = 0;
+
+	if (!f)
+		return NULL;
+	for (;;) {
+		size_t r;
+		if (n + 4096 > cap) {
+			char *t = realloc(text, cap = cap * 2 + 8192);
+			if (!t)
+				break;
+			text = t;
+		}
+		r = fread(text + n, 1, cap - n - 1, f);
+		n += r;
+		if (r == 0) {
+			int e = ferror(f) ? EIO : 0;
+			fclose(f);
+			if (e) {
+				free(text);
+				errno = e;
+				return NULL;
+			}
+			text[n] = '\0';
+			*len = n;
+			return text;
+		}
+	}
+	fclose(f);
+	free(text);
+	errno = ENOMEM;
+	return NULL;
 }
 
 int sockaddr_describe(const struct sockaddr_storage *sa, char *host, size_t len)

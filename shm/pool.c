@@ -560,3 +560,19 @@ bool shm_pool_get_scram_keys(struct shm *s, int pool, uint8_t *client_key, uint8
 	shm_mutex_unlock(&row->lock);
 	return set;
 }
+
+void shm_pool_set_md5(struct shm *s, int pool, const char *hash)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	shm_mutex_lock(&row->lock);
+	strlcpy_s(row->md5_hash, hash, sizeof(row->md5_hash));
+	shm_mutex_unlock(&row->lock);
+}
+
+void shm_pool_get_md5(struct shm *s, int pool, char *out, size_t cap)
+{
+	struct shm_pool *row = pool_row(s, pool);
+	shm_mutex_lock(&row->lock);
+	strlcpy_s(out, row->md5_hash, cap);
+	shm_mutex_unlock(&row->lock);
+}

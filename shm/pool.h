@@ -74,6 +74,11 @@ uint32_t shm_pool_get_welcome(struct shm *s, int pool, char *buf, uint32_t cap);
 void shm_pool_set_scram_keys(struct shm *s, int pool, const uint8_t *client_key, const uint8_t *server_key);
 bool shm_pool_get_scram_keys(struct shm *s, int pool, uint8_t *client_key, uint8_t *server_key);
 
+/* md5 pass-through: the pool user's md5 hash ("md5" + 32 hex digits) from
+ * auth_query; get copies "" when no client has logged in with one yet. */
+void shm_pool_set_md5(struct shm *s, int pool, const char *hash);
+void shm_pool_get_md5(struct shm *s, int pool, char *out, size_t cap);
+
 /* Master: a worker died. Free what it held; fill close[] with the slots
  * whose sockets the master must close (up to max). ST_AGAIN if a pool lock
  * was busy: call again on the next tick. */

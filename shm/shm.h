@@ -17,7 +17,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC 0x4c534750u /* "PGSL" */
-#define SHM_VERSION 2
+#define SHM_VERSION 3
 #define CACHELINE 64
 #define SHM_MIN_SLOTS_PER_POOL 100
 
@@ -106,6 +106,10 @@ struct shm_pool {
 	 * without a cleartext password. Under lock. */
 	int32_t scram_keys_set;       /* 0/1 */
 	uint8_t scram_client_key[32], scram_server_key[32];
+	/* md5 pass-through (worker/auth.c -> worker/login.c): the md5 hash
+	 * that auth_query returned for the pool's user, kept once a client
+	 * logged in with it; "" = none. Under lock. */
+	char md5_hash[36];
 	/* bumped (by the master on reload/DNS change, or by RECONNECT) when the
 	 * pool's server connections must be replaced: a slot made under an
 	 * older value is closed at release instead of reused */

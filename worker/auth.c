@@ -1,16 +1,19 @@
 /*
  * auth.c — client authentication in the worker (auth_type): trust, any,
- * plain, md5, scram-sha-256 (and -PLUS over TLS), cert. Passwords come from
- * the auth_file (userlist.c); SCRAM math from shm/scram.c. Runs in worker
- * processes; a client's exchange state lives in c->auth only while it is
- * in CL_AUTH, and client_login_timeout bounds it (client.c's tick).
+ * plain, md5, scram-sha-256 (and -PLUS over TLS), cert, and hba, which picks
+ * one of those per connection (auth_hba.c). Passwords come from the
+ * auth_file (userlist.c), else from auth_query (auth_query.c); SCRAM math
+ * from shm/scram.c. Runs in worker processes; a client's exchange state
+ * lives in c->auth only while it is in CL_AUTH (or waiting for its
+ * auth_query), and client_login_timeout bounds it (client.c's tick).
  *
  * Invariants: a failure says only `28P01 password authentication failed
  * for user "…"` (an unknown user goes through the same exchange against a
  * mock secret); the log line says why. Secrets are compared with
  * CRYPTO_memcmp. A client that logs in with SCRAM against a verifier leaves
  * its ClientKey/ServerKey in the pool row for the server login
- * (pass-through, as PgBouncer >= 1.14).
+ * (pass-through, as PgBouncer >= 1.14); one that logs in with an md5 hash
+ * from auth_query leaves the hash there.
  */
 #include "worker.h"
 #include "proto.h"
@@ -26,9 +29,12 @@
 #define AUTH_MSG_MAX 4096 /* a password or SASL message; PgBouncer's limit is lower */
 
 struct auth {
+	int want;   /* the auth_type in force for this client (hba resolved) */
 	int method; /* AUTH_PLAIN, AUTH_MD5 or AUTH_SCRAM: what is asked */
 	int step;   /* SCRAM: 0 before SASLInitialResponse, 1 after */
-	bool known; /* the user is in the auth_file */
+	bool known; /* the user is in the auth_file, or auth_query found it */
+	bool queried;    /* auth_query was asked (its cache included) */
+	bool from_query; /* stored came from auth_query */
 	char stored[CFG_PASSWORD_LEN];
 	uint8_t salt[4]; /* md5 challenge */
 	struct scram_server scram;
@@ -39,6 +45,7 @@ static bool mock_key_set;
 
 void auth_free(struct client *c)
 {
+	auth_query_abandon(c);
 	OPENSSL_cleanse(c->auth, sizeof(*c->auth));
 	free(c->auth);
 	c->auth = NULL;
@@ -63,24 +70,40 @@ static void send_auth_request(struct client *c, uint32_t code, const void *data,
 
 static void fail(struct client *c, const char *why)
 {
+	if (c->auth && c->auth->from_query)
+		auth_query_forget(c); /* the password may have changed on the server */
 	log_error(LOG_WARNING, 0, "C-%d: db=%s user=%s addr=%s authentication failed: %s", c->row,
 	          c->db, c->user, c->addr, why);
 	client_error_close(c, "28P01", "password authentication failed for user \"%s\"", c->user);
 }
 
+/* Pass-through only helps when the server login is the client's own user
+ * without a password in the database entry. */
+static bool passthrough(const struct client *c)
+{
+	const struct config_db *db = &W.cfg->dbs[c->db_index];
+	return !db->user[0] && !db->password[0] && c->pool >= 0;
+}
+
+static void keep_scram_keys(struct client *c, const uint8_t *ck, const uint8_t *sk)
+{
+	if (passthrough(c))
+		shm_pool_set_scram_keys(W.shm, c->pool, ck, sk);
+}
+
 static void succeed(struct client *c)
 {
+	struct auth *a = c->auth;
+	if (a->from_query && password_kind(a->stored) == PASSWORD_MD5 && passthrough(c))
+		shm_pool_set_md5(W.shm, c->pool, a->stored); /* for md5 server logins */
 	auth_free(c);
 	client_login_done(c);
 }
 
-/* Pass-through only helps when the server login is the client's own user
- * without a password in the database entry. */
-static void keep_scram_keys(struct client *c, const uint8_t *ck, const uint8_t *sk)
+static const char *unknown_user(const struct client *c)
 {
-	const struct config_db *db = &W.cfg->dbs[c->db_index];
-	if (!db->user[0] && !db->password[0] && c->pool >= 0)
-		shm_pool_set_scram_keys(W.shm, c->pool, ck, sk);
+	return c->auth->queried ? "user not in auth_file nor found by auth_query"
+	                        : "user not in auth_file";
 }
 
 static bool scram_secret_for(struct client *c, struct scram_secret *sec)
@@ -112,7 +135,7 @@ static int start_scram(struct client *c)
 
 	a->method = AUTH_SCRAM;
 	if (!scram_secret_for(c, &a->scram.secret)) {
-		fail(c, "the auth_file's password cannot be used for SCRAM (an md5 hash?)");
+		fail(c, "the stored password cannot be used for SCRAM (an md5 hash?)");
 		return ST_ERROR;
 	}
 	if (c->tls) {
@@ -146,9 +169,43 @@ static bool cert_ok(struct client *c)
 	return true;
 }
 
+/* The user's password is known (or known to be missing): ask for it. */
+static int start_exchange(struct client *c)
+{
+	struct auth *a = c->auth;
+
+	if (a->want == AUTH_SCRAM || (a->want == AUTH_MD5 && password_kind(a->stored) == PASSWORD_SCRAM))
+		return start_scram(c); /* md5 with a verifier: upgraded, as PgBouncer does */
+	if (a->want == AUTH_MD5) {
+		a->method = AUTH_MD5;
+		if (RAND_bytes(a->salt, sizeof(a->salt)) != 1) {
+			client_close(c, "no random bytes");
+			return ST_ERROR;
+		}
+		send_auth_request(c, 5, a->salt, sizeof(a->salt));
+		return ST_AGAIN;
+	}
+	a->method = AUTH_PLAIN;
+	send_auth_request(c, 3, NULL, 0);
+	return ST_AGAIN;
+}
+
+void auth_lookup_done(struct client *c, const char *stored)
+{
+	struct auth *a = c->auth;
+
+	a->queried = true;
+	if (stored) {
+		a->known = a->from_query = true;
+		strlcpy_s(a->stored, stored, sizeof(a->stored));
+	}
+	(void)start_exchange(c); /* a failure has closed the client */
+}
+
 int auth_begin(struct client *c)
 {
 	const struct config *cfg = W.cfg;
+	int method = cfg->auth_type, r;
 	const char *stored;
 	struct auth *a;
 
@@ -156,7 +213,9 @@ int auth_begin(struct client *c)
 		client_error_close(c, "28000", "SSL required");
 		return ST_ERROR;
 	}
-	switch (cfg->auth_type) {
+	if (method == AUTH_HBA && (method = auth_hba_method(c)) < 0)
+		return ST_ERROR; /* rejected and closed */
+	switch (method) {
 	case AUTH_TRUST:
 	case AUTH_ANY: return ST_OK;
 	case AUTH_CERT:
@@ -172,26 +231,18 @@ int auth_begin(struct client *c)
 		client_close(c, "out of memory");
 		return ST_ERROR;
 	}
+	a->want = method;
+	client_set_state(c, CL_AUTH);
 	stored = userlist_password(c->user);
 	a->known = stored != NULL;
-	if (stored)
+	if (stored) {
 		strlcpy_s(a->stored, stored, sizeof(a->stored));
-	client_set_state(c, CL_AUTH);
-	if (cfg->auth_type == AUTH_SCRAM ||
-	    (cfg->auth_type == AUTH_MD5 && password_kind(a->stored) == PASSWORD_SCRAM))
-		return start_scram(c); /* md5 with a verifier: upgraded, as PgBouncer does */
-	if (cfg->auth_type == AUTH_MD5) {
-		a->method = AUTH_MD5;
-		if (RAND_bytes(a->salt, sizeof(a->salt)) != 1) {
-			client_close(c, "no random bytes");
-			return ST_ERROR;
-		}
-		send_auth_request(c, 5, a->salt, sizeof(a->salt));
-		return ST_AGAIN;
+	} else if ((r = auth_query_begin(c, a->stored, sizeof(a->stored))) != ST_DONE) {
+		if (r != ST_OK)
+			return r; /* ST_AGAIN: auth_lookup_done goes on; ST_ERROR: closed */
+		a->known = a->queried = a->from_query = true; /* from the cache */
 	}
-	a->method = AUTH_PLAIN;
-	send_auth_request(c, 3, NULL, 0);
-	return ST_AGAIN;
+	return start_exchange(c);
 }
 
 /* A cleartext password against whatever the auth_file holds. */
@@ -292,7 +343,7 @@ static void on_message(struct client *c, const char *body, uint32_t len)
 		if (len == 0 || body[len - 1] != '\0' || strlen(body) != len - 1)
 			return client_error_close(c, "08P01", "invalid password packet");
 		if (!a->known)
-			return fail(c, "user not in auth_file");
+			return fail(c, unknown_user(c));
 		if (a->method == AUTH_PLAIN ? !plain_ok(c, body) : !md5_ok(c, body))
 			return fail(c, "wrong password");
 		return succeed(c);
@@ -302,8 +353,7 @@ static void on_message(struct client *c, const char *body, uint32_t len)
 		if (r == SCRAM_MALFORMED)
 			return client_error_close(c, "08P01", "malformed SCRAM message");
 		if (r == SCRAM_BAD_PROOF)
-			return fail(c, a->known ? "wrong password or channel binding"
-			                        : "user not in auth_file");
+			return fail(c, a->known ? "wrong password or channel binding" : unknown_user(c));
 		if (step == 1)
 			return succeed(c);
 	}

@@ -529,7 +529,7 @@ void client_on_event(struct client *c, uint32_t events)
 		return;
 	if (c->state == CL_TLS)
 		return tls_client_handshake(c);
-	if (c->admin)
+	if (c->admin && c->state != CL_AUTH) /* its password exchange is auth.c's */
 		return admin_on_event(c, events);
 	if (events & EPOLLOUT)
 		client_flush_out(c);

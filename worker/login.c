@@ -3,7 +3,7 @@
  * (StartupMessage, cleartext/md5 password or SCRAM-SHA-256, ParameterStatus,
  * BackendKeyData)
  * and the queries whose replies pgshoal swallows (parameter SETs,
- * server_reset_query, connect_query). Runs in worker processes, on slots the
+ * server_reset_query, connect_query; auth_query's rows go to auth_query.c). Runs in worker processes, on slots the
  * worker holds.
  */
 #include "worker.h"
@@ -56,6 +56,8 @@ void login_begin(struct server *sv, const struct config_db *db, const char *user
 		strlcpy_s(l->password, db->password, sizeof(l->password));
 	else if (userlist_password(user))
 		strlcpy_s(l->password, userlist_password(user), sizeof(l->password));
+	else /* an md5 hash a client logged in with after auth_query, if any */
+		shm_pool_get_md5(W.shm, shm_slot(W.shm, sv->slot)->pool, l->password, sizeof(l->password));
 	pb_init(&b, l->startup, sizeof(l->startup));
 	pb_u32(&b, 0);
 	pb_u32(&b, PROTO_V3);
@@ -291,6 +293,10 @@ static int sync_message(struct server *sv, const char *m, uint32_t total)
 			params_apply_status(sv->client, sv, name, name + strlen(name) + 1);
 		}
 		return ST_AGAIN;
+	case 'D':
+		if (sv->after_sync == SYNC_THEN_AUTH_QUERY)
+			auth_query_on_row(sv, m + 5, total - 5);
+		return ST_AGAIN;
 	case 'Z':
 		sv->tx = m[5];
 		buf_release(&sv->in);
@@ -310,7 +316,12 @@ int swallow_query(struct server *sv, const char *sql, int after)
 	struct pbuf b;
 	pb_init(&b, mem, sizeof(mem));
 	proto_query(&b, sql);
-	if (b.err || !send_all(sv, b.p, b.len))
+	return b.err ? ST_ERROR : swallow_send(sv, b.p, b.len, after);
+}
+
+int swallow_send(struct server *sv, const char *msgs, size_t len, int after)
+{
+	if (!send_all(sv, msgs, len))
 		return ST_ERROR;
 	sv->after_sync = after;
 	sv->sync_failed = false;

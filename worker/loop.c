@@ -193,6 +193,7 @@ static void on_tick(void)
 		exit(0);
 	}
 	client_tick(W.now);
+	auth_query_tick();
 	server_tick(W.now);
 	admin_worker_tick();
 }

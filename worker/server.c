@@ -330,6 +330,8 @@ void server_start(struct server *sv)
 		return;
 	}
 	sv->checked = false;
+	if (auth_query_start(sv))
+		return; /* leased only to look a password up (auth_query.c) */
 	if (c->state == CL_LOGIN_WAIT)
 		client_send_welcome(c);
 	if (params_build_sync(c, sv, sql, sizeof(sql)) > 0) {
@@ -582,6 +584,7 @@ static void sync_read(struct server *sv)
 			server_release(sv);
 		}
 		break;
+	case SYNC_THEN_AUTH_QUERY: auth_query_done(sv); break;
 	default: /* parameters are in line: forward the client's request */
 		if (sv->sync_failed) {
 			server_release(sv);

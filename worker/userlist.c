@@ -125,41 +125,12 @@ const char *userlist_lookup(const struct userlist *ul, const char *user)
 	return e ? e->password : NULL;
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "r");
-	char *text = NULL;
-	size_t cap = 0, n = 0;
-
-	if (!f)
-		return NULL;
-	for (;;) {
-		if (n + 4096 > cap) {
-			char *t = realloc(text, cap = cap * 2 + 8192);
-			if (!t)
-				break;
-			text = t;
-		}
-		size_t r = fread(text + n, 1, cap - n, f);
-		n += r;
-		if (r == 0) {
-			fclose(f);
-			*len = n;
-			return text;
-		}
-	}
-	fclose(f);
-	free(text);
-	errno = ENOMEM;
-	return NULL;
-}
-
 int userlist_load(const char *path)
 {
 	struct userlist ul;
 	char err[128];
 	size_t len = 0;
-	char *text = read_file(path, &len);
+	char *text = read_text_file(path, &len);
 	int bad;
 
 	if (!text) {

@@ -57,7 +57,8 @@ enum server_state {
 
 struct server;
 
-enum sync_next { SYNC_THEN_FORWARD, SYNC_THEN_RELEASE, SYNC_THEN_PUBLISH, SYNC_THEN_START };
+enum sync_next { SYNC_THEN_FORWARD, SYNC_THEN_RELEASE, SYNC_THEN_PUBLISH, SYNC_THEN_START,
+                 SYNC_THEN_AUTH_QUERY };
 
 struct client {
 	int kind; /* EV_CLIENT; first, so epoll's data pointer can be dispatched */
@@ -195,6 +196,8 @@ void login_send_startup(struct server *sv);
 int login_on_data(struct server *sv);
 int sync_on_data(struct server *sv);
 int swallow_query(struct server *sv, const char *sql, int after);
+/* Send ready-made messages ending in Sync; replies swallowed as above. */
+int swallow_send(struct server *sv, const char *msgs, size_t len, int after);
 void login_free(struct server *sv);
 
 /* fdcache.c */
@@ -210,6 +213,24 @@ void fdcache_forget(struct server *sv);
 int auth_begin(struct client *c);
 void auth_on_data(struct client *c);
 void auth_free(struct client *c);
+/* auth_query answered (stored: the user's password hash, NULL if none). */
+void auth_lookup_done(struct client *c, const char *stored);
+
+/* auth_hba.c: auth_type hba. The auth_type the client's auth_hba_file
+ * record asks for, or -1 when it is rejected (the client is closed). */
+int auth_hba_method(struct client *c);
+
+/* auth_query.c: the password hash of a user not in the auth_file, looked
+ * up on the server through the pool of (auth_dbname, auth_user). begin:
+ * ST_DONE no lookup applies, ST_OK found in the cache (into out), ST_AGAIN
+ * started (auth_lookup_done follows), ST_ERROR the client was closed. */
+int auth_query_begin(struct client *c, char *out, size_t cap);
+bool auth_query_start(struct server *sv); /* server_start: run the query if it is for one */
+void auth_query_on_row(struct server *sv, const char *body, uint32_t len);
+void auth_query_done(struct server *sv);   /* its ReadyForQuery */
+void auth_query_forget(struct client *c);  /* a wrong password: drop the cached hash */
+void auth_query_abandon(struct client *c); /* the client is going: drop its lookup */
+void auth_query_tick(void);
 
 /* tls.c. client_begin answers an SSLRequest ('S' and CL_TLS, or 'N');
  * false when the client's startup phase is over for now. */

@@ -8,8 +8,10 @@
 #   TESTS="auth_md5 client_tls" bash t/integration/auth.sh
 #
 # Roles: tuser (trust at the server), scram_u (SCRAM verifier, hba
-# scram-sha-256), md5_u (md5 hash, hba md5). The test CA, server and client
-# certificates are made with the openssl CLI in the temp dir.
+# scram-sha-256), md5_u (md5 hash, hba md5); for auth_query: authq (the
+# auth_user, superuser, in the userlist), aq_md5 and aq_scram (only on the
+# server). The test CA, server and client certificates are made with the
+# openssl CLI in the temp dir.
 
 cd "$(dirname "$0")/../.." || exit 2
 . t/integration/lib.sh
@@ -50,6 +52,10 @@ setup_roles() {
 	local data=$TMPD/data
 	pg_sql "create role scram_u login password 'scrampw'" >/dev/null
 	pg_sql "set password_encryption = 'md5'; create role md5_u login password 'md5pw'" >/dev/null
+	pg_sql "create role authq login superuser password 'authpw'" >/dev/null
+	pg_sql "set password_encryption = 'md5'; create role aq_md5 login password 'aqmd5pw'" >/dev/null
+	pg_sql "create role aq_scram login password 'aqscrampw'" >/dev/null
+	pg_sql "create role aq_exp login password 'exppw' valid until '2001-01-01'" >/dev/null
 	cat >"$data/pg_hba.conf" <<-EOT
 		local all postgres trust
 		host  all postgres 127.0.0.1/32 trust
@@ -59,6 +65,10 @@ setup_roles() {
 		host  all scram_u 127.0.0.1/32 scram-sha-256
 		local all md5_u md5
 		host  all md5_u 127.0.0.1/32 md5
+		local all authq scram-sha-256
+		local all aq_md5 md5
+		local all aq_scram scram-sha-256
+		local all aq_exp scram-sha-256
 	EOT
 	pg_sql "alter system set ssl = on" >/dev/null
 	pg_sql "alter system set ssl_cert_file = '$CERTS/server.crt'" >/dev/null
@@ -81,6 +91,8 @@ setup_roles() {
 		"quo""te" "pw"
 		this line is bad
 	EOT
+	AQ_USERLIST=$TMPD/aq_userlist.txt
+	printf '"%s" "tpw"\n"authq" "authpw"\n' "$DBUSER" >"$AQ_USERLIST"
 }
 
 make_certs
@@ -297,6 +309,187 @@ test_hash_password() {
 	expect_login scram_u scrampw
 }
 
+# ---------------------------------------------------------------- hba
+
+HBA_REJECTS='pg_hba.conf rejects connection for host "127.0.0.1"'
+HBA_NO_ENTRY='no pg_hba.conf entry for host "127.0.0.1"'
+
+hba_config() { # HBA_TEXT extra key=value ...
+	local text=$1
+	shift
+	printf '%s\n' "$text" >"$TMPD/hba.conf"
+	tls_config client_tls_sslmode=prefer auth_type=hba "auth_hba_file=$TMPD/hba.conf" "$@"
+}
+
+HBA_RULES="# pgshoal test hba
+local     all      all                     trust
+hostssl   all      scram_u  127.0.0.1/32   scram-sha-256
+hostnossl all      scram_u  127.0.0.1/32   reject
+host      postgres md5_u,\"$DBUSER\" 127.0.0.0 255.0.0.0  md5
+host      sameuser all      ::1/128        trust"
+
+test_hba() {
+	local sock="host=$TMPD"
+	export PGPASSWORD=tpw
+	shoal_start "$(hba_config "$HBA_RULES")"
+	# local: trust, whatever the password
+	out=$(PGPASSWORD=wrong psql -X -At -w "$sock port=$SHOAL_PORT user=$DBUSER dbname=postgres" \
+		-c "select current_user") || fail "local trust: $out"
+	expect_contains "$out" "$DBUSER" "local trust"
+	# hostssl: scram; the same user without TLS is rejected by its line
+	expect_login scram_u scrampw "sslmode=require channel_binding=require"
+	expect_reject scram_u wrong "sslmode=require" "$PW_FAILED \"scram_u\""
+	expect_reject scram_u scrampw "sslmode=disable" \
+		"$HBA_REJECTS, user \"scram_u\", database \"postgres\""
+	# host with an address and mask, a list of users, one database
+	expect_login md5_u md5pw "sslmode=disable"
+	expect_login "$DBUSER" tpw "sslmode=require"
+	expect_reject "$DBUSER" wrong "sslmode=disable" "$PW_FAILED \"$DBUSER\""
+	expect_reject "$DBUSER" tpw "sslmode=disable dbname=template1" \
+		"$HBA_NO_ENTRY, user \"$DBUSER\", database \"template1\""
+	expect_reject nosuchuser tpw "" "$HBA_NO_ENTRY, user \"nosuchuser\", database \"postgres\""
+	grep -q 'addr=127.0.0.1:[0-9]* no auth_hba_file entry' "$SHOAL_LOG" || fail "no log line for no entry"
+	grep -q 'user=scram_u addr=127.0.0.1:[0-9]* rejected by auth_hba_file line 4' "$SHOAL_LOG" ||
+		fail "no log line for the reject"
+}
+
+test_hba_reload() {
+	local out rc
+	export PGPASSWORD=tpw
+	shoal_start "$(hba_config "$HBA_RULES")"
+	expect_login md5_u md5pw "sslmode=disable"
+	# md5_u is rejected after a reload
+	printf 'local all all trust\nhost all md5_u 127.0.0.1/32 reject\nhost all all 127.0.0.1/32 md5\n' \
+		>"$TMPD/hba.conf"
+	kill -HUP "$SHOAL_PID"
+	for _ in $(seq 50); do
+		out=$(try_login md5_u md5pw "sslmode=disable") || true
+		case $out in *"rejects connection"*) break ;; esac
+		sleep 0.1
+	done
+	expect_reject md5_u md5pw "sslmode=disable" "$HBA_REJECTS, user \"md5_u\""
+	expect_login "$DBUSER" tpw "sslmode=disable"
+	# a broken file: the reload is refused and the rules stay
+	printf 'local all all trust\nhost all all 127.0.0.1/33 md5\n' >"$TMPD/hba.conf"
+	kill -HUP "$SHOAL_PID"
+	for _ in $(seq 50); do
+		grep -q 'configuration not reloaded' "$SHOAL_LOG" && break
+		sleep 0.1
+	done
+	grep -q "hba.conf:2: invalid CIDR mask in address \"127.0.0.1/33\"" "$SHOAL_LOG" ||
+		fail "no FILE:LINE error for the broken hba file"
+	grep -q 'configuration not reloaded' "$SHOAL_LOG" || fail "the broken hba file was not refused"
+	# every worker, a respawned one too, keeps the rules that were accepted
+	kill -KILL "$(shoal_workers | head -1)"
+	sleep 0.5
+	for _ in 1 2 3 4 5 6; do
+		expect_reject md5_u md5pw "sslmode=disable" "$HBA_REJECTS, user \"md5_u\""
+		expect_login "$DBUSER" tpw "sslmode=disable"
+	done
+	# and pgshoal -t names the line
+	rc=0
+	out=$("$B/pgshoal" -t "$SHOAL_CONF" 2>&1) || rc=$?
+	[ $rc -eq 2 ] || fail "pgshoal -t with a broken hba file: rc $rc"
+	expect_contains "$out" "hba.conf:2: invalid CIDR mask" "pgshoal -t"
+	printf 'local all all trust\nhost all all 127.0.0.1/32 md5 clientcert=verify-ca\n' >"$TMPD/hba.conf"
+	out=$("$B/pgshoal" -t "$SHOAL_CONF" 2>&1) || true
+	expect_contains "$out" "hba.conf:2: authentication options (\"clientcert=verify-ca\") are not supported" \
+		"-t: options"
+	printf 'local all +grp trust\n' >"$TMPD/hba.conf"
+	out=$("$B/pgshoal" -t "$SHOAL_CONF" 2>&1) || true
+	expect_contains "$out" "hba.conf:1: group membership (\"+role\") is not supported" "-t: +group"
+}
+
+# ----------------------------------------------------------- auth_query
+
+aq_config() { # extra key=value ...
+	shoal_config pool_mode=session "auth_file=$AQ_USERLIST" auth_user=authq "$@"
+}
+
+# server connections of a role right now
+role_conns() { pg_sql "select count(*) from pg_stat_activity where usename = '$1'"; }
+
+test_auth_query() {
+	local out n pids=
+	export PGPASSWORD=tpw
+	shoal_start "$(aq_config auth_type=md5 admin_users="$DBUSER" pool_mode=transaction)"
+	expect_login aq_md5 aqmd5pw     # md5 hash from the server; md5 to the server (pass-through)
+	expect_login aq_scram aqscrampw # a verifier from the server: upgraded to SCRAM, keys pass through
+	expect_reject aq_md5 wrong "" "$PW_FAILED \"aq_md5\""
+	expect_reject aq_scram wrong "" "$PW_FAILED \"aq_scram\""
+	expect_reject nosuchuser x "" "$PW_FAILED \"nosuchuser\""
+	expect_reject aq_exp exppw "" "$PW_FAILED \"aq_exp\"" # VALID UNTIL passed: no password
+	grep -q 'user=nosuchuser .*user not in auth_file nor found by auth_query' "$SHOAL_LOG" ||
+		fail "no log line for the unknown user"
+	# many lookups at once go through authq's pool of 2, never more
+	for n in $(seq 8); do
+		try_login "aq_scram" aqscrampw >"$TMPD/aq.$n" 2>&1 &
+		pids="$pids $!"
+		try_login "nouser$n" x >/dev/null 2>&1 &
+		pids="$pids $!"
+	done
+	for n in $pids; do wait "$n" || true; done
+	for n in $(seq 8); do
+		grep -q aq_scram "$TMPD/aq.$n" || fail "parallel login $n: $(cat "$TMPD/aq.$n")"
+	done
+	n=$(role_conns authq)
+	echo "authq server connections: $n"
+	[ "$n" -ge 1 ] && [ "$n" -le 2 ] || fail "authq has $n server connections (pool size 2)"
+	out=$(psql -X -At -w "host=127.0.0.1 port=$SHOAL_PORT user=$DBUSER dbname=pgshoal" -c "SHOW POOLS")
+	echo "$out"
+	expect_contains "$out" "postgres|authq|" "SHOW POOLS: the auth_user's pool"
+	expect_contains "$out" "postgres|aq_scram|" "SHOW POOLS: the user's own pool"
+	shoal_stop
+	# auth_type scram-sha-256: the verifier works, an md5 hash cannot
+	shoal_start "$(aq_config auth_type=scram-sha-256)"
+	expect_login aq_scram aqscrampw "channel_binding=disable"
+	expect_reject aq_md5 aqmd5pw "" "$PW_FAILED \"aq_md5\""
+}
+
+# the cache: a changed password is seen after one failure (one worker, so
+# every login meets the same cache)
+test_auth_query_cache() {
+	export PGPASSWORD=tpw
+	shoal_start "$(aq_config auth_type=md5 workers=1)"
+	expect_login aq_md5 aqmd5pw
+	pg_sql "set password_encryption = 'md5'; alter role aq_md5 password 'newpw'" >/dev/null
+	expect_login aq_md5 aqmd5pw # the cached hash
+	expect_reject aq_md5 newpw "" "$PW_FAILED \"aq_md5\""
+	expect_login aq_md5 newpw # the failure dropped the entry: looked up again
+	expect_reject aq_md5 aqmd5pw "" "$PW_FAILED \"aq_md5\""
+	pg_sql "set password_encryption = 'md5'; alter role aq_md5 password 'aqmd5pw'" >/dev/null
+}
+
+# per-database auth_user / auth_dbname; an auth_query with the wrong shape
+test_auth_query_per_db() {
+	local dbs="( { name = \"postgres\"; host = \"$TMPD\"; port = $PGPORT; },
+		{ name = \"aqdb\"; dbname = \"postgres\"; host = \"$TMPD\"; port = $PGPORT;
+		  auth_user = \"authq\"; auth_dbname = \"postgres\"; } )"
+	export PGPASSWORD=tpw
+	shoal_start "$(shoal_config pool_mode=session "auth_file=$AQ_USERLIST" auth_type=md5 "databases=$dbs")"
+	expect_login aq_md5 aqmd5pw "dbname=aqdb"
+	expect_reject aq_md5 aqmd5pw "dbname=postgres" "$PW_FAILED \"aq_md5\"" # no auth_user there
+	n=$(role_conns authq)
+	[ "$n" -ge 1 ] || fail "no authq connection"
+	shoal_stop
+	shoal_start "$(shoal_config pool_mode=session "auth_file=$AQ_USERLIST" auth_type=md5 \
+		auth_user=authq "auth_query=select passwd from pg_shadow where usename = \$1")"
+	expect_reject aq_md5 aqmd5pw "" "authentication query failed"
+	grep -q 'auth_query failed: it must return (user name, password) rows' "$SHOAL_LOG" ||
+		fail "no log line for the bad auth_query"
+	shoal_stop
+	# a server that does not answer: client_login_timeout ends the lookup
+	shoal_start "$(shoal_config pool_mode=session "auth_file=$AQ_USERLIST" auth_type=md5 \
+		auth_user=authq client_login_timeout=1.0 \
+		"auth_query=select \$1::text, null::text from pg_sleep(5)")"
+	t0=$(now_ms)
+	expect_reject aq_md5 aqmd5pw "" "client_login_timeout"
+	t=$(($(now_ms) - t0))
+	echo "rejected after $t ms"
+	[ $t -lt 4000 ] || fail "the lookup was not cut short ($t ms)"
+	grep -q 'auth_query timed out' "$SHOAL_LOG" || fail "the lookup's server was not closed"
+}
+
 run_test test_config_errors
 run_test test_auth_trust_any
 run_test test_auth_md5
@@ -309,4 +502,9 @@ run_test test_client_tls
 run_test test_auth_cert
 run_test test_tls_bad_clients
 run_test test_hash_password
+run_test test_hba
+run_test test_hba_reload
+run_test test_auth_query
+run_test test_auth_query_cache
+run_test test_auth_query_per_db
 finish
