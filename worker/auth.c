@@ -202,6 +202,16 @@ void auth_lookup_done(struct client *c, const char *stored)
 	(void)start_exchange(c); /* a failure has closed the client */
 }
 
+/* A user that the auth file does not hold, with no auth_query to ask, under
+ * a password method: the exchange is played out (nothing tells it apart from
+ * a wrong password) and fails, so no pool is needed for it. */
+bool auth_will_fail(const struct client *c)
+{
+	int method = W.cfg->auth_type;
+	return (method == AUTH_PLAIN || method == AUTH_MD5 || method == AUTH_SCRAM) && !auth_query_applies(c) &&
+	       !userlist_password(c->user);
+}
+
 int auth_begin(struct client *c)
 {
 	const struct config *cfg = W.cfg;

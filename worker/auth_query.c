@@ -117,6 +117,13 @@ static void cache_put(int pool, const char *user, const char *hash)
 
 /* --------------------------------------------------------------- lookups */
 
+/* auth_query is set, and an auth_user for the client's database entry. */
+bool auth_query_applies(const struct client *c)
+{
+	const struct config_db *db = &W.cfg->dbs[c->db_index];
+	return W.cfg->auth_query[0] && (db->auth_user[0] || W.cfg->auth_user[0]);
+}
+
 /* The pool auth_query runs in for this client, -1 if none applies (no
  * auth_user; the admin console), -2 if the pool table is full. */
 static int auth_pool(const struct client *c)
@@ -127,7 +134,7 @@ static int auth_pool(const struct client *c)
 	struct pool_limits lim;
 	int pool;
 
-	if (c->pool < 0 || !cfg->auth_query[0])
+	if (c->pool < 0 || !auth_query_applies(c))
 		return -1;
 	db = &cfg->dbs[c->db_index];
 	user = db->auth_user[0] ? db->auth_user : cfg->auth_user;

@@ -281,13 +281,15 @@ static void login_client(struct client *c, const struct startup *st)
 		user = cdb->user;
 	lim = client_pool_limits(cdb, user);
 	c->mode = lim.mode;
-	c->pool = shm_pool_find(W.shm, db, user, &lim);
-	if (c->pool < 0)
-		return client_error_close(c, "53300", "no more pools available (max_pools)");
-	row_of(c)->pool = c->pool;
-	if (shm_ctl_disabled(W.shm, c->pool))
-		return client_error_close(c, "55000", "database \"%s\" is not currently accepting connections (DISABLE)", db);
-	c->kill_gen = shm_ctl_kill_gen(W.shm, c->pool);
+	if (!auth_will_fail(c)) { /* a stranger gets no pool row: max_pools is not for floods */
+		c->pool = shm_pool_find(W.shm, db, user, &lim);
+		if (c->pool < 0)
+			return client_error_close(c, "53300", "no more pools available (max_pools)");
+		row_of(c)->pool = c->pool;
+		if (shm_ctl_disabled(W.shm, c->pool))
+			return client_error_close(c, "55000", "database \"%s\" is not currently accepting connections (DISABLE)", db);
+		c->kill_gen = shm_ctl_kill_gen(W.shm, c->pool);
+	}
 	take_startup_params(c, st);
 	negotiate_version(c, st);
 	if (W.cfg->log_connections)

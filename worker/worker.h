@@ -211,6 +211,8 @@ void fdcache_forget(struct server *sv);
  * CL_AUTH; auth_on_data calls client_login_done on success), ST_ERROR when
  * it closed the client. */
 int auth_begin(struct client *c);
+bool auth_will_fail(const struct client *c);
+bool auth_query_applies(const struct client *c);
 void auth_on_data(struct client *c);
 void auth_free(struct client *c);
 /* auth_query answered (stored: the user's password hash, NULL if none). */

@@ -149,6 +149,18 @@ test_auth_md5() {
 	grep -q 'addr=127.0.0.1' "$SHOAL_LOG" || fail "no client address in the log"
 }
 
+# A flood of logins with made-up user names must not use up max_pools.
+test_unknown_users_take_no_pools() {
+	export PGPASSWORD=tpw
+	shoal_start "$(auth_config auth_type=scram-sha-256 max_pools=3)"
+	local i
+	for i in $(seq 8); do
+		expect_reject "stranger$i" x "" "$PW_FAILED \"stranger$i\"" >/dev/null
+	done
+	expect_login scram_u scrampw
+	expect_login "$DBUSER" tpw "channel_binding=disable"
+}
+
 test_auth_scram() {
 	export PGPASSWORD=tpw
 	shoal_start "$(auth_config auth_type=scram-sha-256)"
@@ -494,6 +506,7 @@ run_test test_config_errors
 run_test test_auth_trust_any
 run_test test_auth_md5
 run_test test_auth_scram
+run_test test_unknown_users_take_no_pools
 run_test test_scram_passthrough
 run_test test_auth_plain
 run_test test_server_scram_password
