@@ -176,6 +176,8 @@ static void want(struct http_conn *c, int i, uint32_t events)
 
 /* ------------------------------------------------------------ answers */
 
+static void on_write(struct http_conn *c, int i);
+
 static const char *reason(int status)
 {
 	switch (status) {
@@ -218,7 +220,7 @@ static void answer(struct http_conn *c, int i, int status, const char *type, boo
 	obuf_free(&body);
 	c->sent = 0;
 	c->state = HC_WRITE;
-	want(c, i, EPOLLOUT);
+	on_write(c, i); /* most answers fit the socket buffer at once */
 }
 
 static void text_answer(struct http_conn *c, int i, int status, const char *msg)
@@ -322,7 +324,7 @@ static void on_write(struct http_conn *c, int i)
 	while (c->sent < c->out.len) {
 		ssize_t n = send(c->fd, c->out.p + c->sent, c->out.len - c->sent, MSG_NOSIGNAL);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
+			return want(c, i, EPOLLOUT); /* the rest when the socket drains */
 		if (n <= 0)
 			return conn_close(c);
 		c->sent += (size_t)n;
@@ -333,15 +335,17 @@ static void on_write(struct http_conn *c, int i)
 	want(c, i, EPOLLIN);
 }
 
-/* After the answer: read what the client still sends until it closes. */
+/* After the answer: read what the client still sends until it closes
+ * (a few reads per event, so that a client that keeps sending cannot keep
+ * the master here; the deadline ends it). */
 static void on_drain(struct http_conn *c)
 {
 	char sink[4096];
-	ssize_t n;
+	ssize_t n = 1;
 
-	while ((n = recv(c->fd, sink, sizeof(sink), 0)) > 0)
-		;
-	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+	for (int k = 0; k < 4 && n > 0; k++)
+		n = recv(c->fd, sink, sizeof(sink), 0);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
 		conn_close(c);
 }
 
