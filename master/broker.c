@@ -101,11 +101,17 @@ static void on_request(int worker, const struct broker_msg *m)
 void master_broker_on_message(int worker)
 {
 	for (;;) {
+		union broker_any u;
 		struct broker_msg m;
 		int fd;
-		int n = broker_recv(M.broker_master[worker], &m, &fd);
+		int n = broker_recv(M.broker_master[worker], &u, &fd);
 		if (n <= 0)
 			break;
+		if (u.msg.type == BR_SET) { /* the console's, not a slot's */
+			master_ctl_set(worker, &u.ctl);
+			continue;
+		}
+		m = u.msg;
 		if (m.slot < 0 || m.slot >= nheld) {
 			if (fd >= 0)
 				close(fd);

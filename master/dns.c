@@ -74,6 +74,11 @@ void master_describe_target(int db, int i, char *out, size_t len)
 	describe(&M.shm.targets[db].addr[i], out, len);
 }
 
+bool master_dns_failing(int db)
+{
+	return entries[db].failing;
+}
+
 static void describe_target(int db, char *out, size_t len)
 {
 	struct shm_target *t = &M.shm.targets[db];

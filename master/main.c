@@ -70,6 +70,8 @@ static int start_master(void)
 		log_error(LOG_CRIT, 0, "no listening socket: check listen_addr and unix_socket_dir");
 		return EXIT_FATAL;
 	}
+	if (master_http_listen(&M.cfg) != ST_OK)
+		return EXIT_FATAL;
 	if (master_dns_resolve_all(&M.cfg, &M.shm) != ST_OK)
 		log_error(LOG_WARNING, 0, "some server hosts could not be resolved");
 	nslots = shm_slot_count(&M.shm);

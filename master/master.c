@@ -1,7 +1,8 @@
 /*
  * master.c — the master's event loop: one epoll over the signalfd, a
- * 100 ms timerfd (repair, respawn, janitor) and the broker socketpairs. It
- * never speaks the client protocol and never waits on a pool lock.
+ * 100 ms timerfd (repair, respawn, janitor), the broker socketpairs and,
+ * with metrics_listen, the HTTP sockets (http.c). It never speaks the
+ * client protocol and never waits on a pool lock.
  * Signals: HUP reload, INT/TERM/QUIT shutdowns (see begin_shutdown),
  * USR1 pause, USR2 resume; SIGCHLD reaps workers.
  */
@@ -67,6 +68,7 @@ static int setup(void)
 	timerfd_settime(M.timer_fd, 0, &its, NULL);
 	add(M.sig_fd, TAG_SIGNAL);
 	add(M.timer_fd, TAG_TIMER);
+	master_http_start();
 	return ST_OK;
 }
 
@@ -159,6 +161,7 @@ static void on_tick(void)
 	master_dns_tick();
 	master_probe_tick();
 	master_stats_tick();
+	master_http_tick();
 	if (M.shutdown_deadline && now_usec() > M.shutdown_deadline) {
 		log_error(LOG_INFO, 0, "shutdown_wait_timeout passed: closing clients once out of transactions");
 		M.shutdown_mode = SIGINT;
@@ -189,6 +192,8 @@ int master_run(void)
 				on_signal();
 			else if (tag == TAG_TIMER)
 				on_tick();
+			else if (tag <= MASTER_TAG_HTTP)
+				master_http_on_event(tag, evs[i].events);
 			else
 				master_broker_on_message(tag);
 		}

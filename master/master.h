@@ -54,6 +54,7 @@ int master_dns_resolve_all(const struct config *cfg, struct shm *shm);
 void master_dns_tick(void);
 void master_dns_reload(void);
 void master_describe_target(int db, int i, char *out, size_t len);
+bool master_dns_failing(int db); /* its last lookup failed (the last good addresses stay) */
 
 /* probe.c */
 void master_probe_tick(void);
@@ -67,8 +68,14 @@ void master_notify(const char *state);
 /* hashpw.c: --hash-password; returns the exit code */
 int master_hash_password(const char *method, const char *user);
 
+/* ctl.c: the admin console's requests that only the master can carry out */
+struct broker_ctl;
+void master_ctl_set(int worker, const struct broker_ctl *req);
+
 /* reload.c */
 void master_reload(void);
+void master_apply_config(const struct config *next);
+void master_reload_counts(unsigned *ok, unsigned *failed);
 void master_recycle_db(const char *dbname);
 
 /* stats.c */
@@ -84,5 +91,28 @@ int master_run(void);
 /* master.c */
 void master_epoll_add_broker(int index);
 void master_epoll_del_broker(int index);
+
+/* http.c: metrics_listen. Epoll tags: MASTER_TAG_HTTP for the listening
+ * socket, MASTER_TAG_HTTP - 1 - i for connection i. */
+#define MASTER_TAG_HTTP (-16)
+int master_http_listen(const struct config *cfg); /* at start, before dropping privileges */
+void master_http_start(void);                     /* once the master's epoll exists */
+void master_http_on_event(int tag, uint32_t events);
+void master_http_tick(void);
+void master_http_close_in_child(void);
+
+/* A growing text buffer for HTTP answers; oom once it would pass the cap. */
+struct obuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+void obuf_printf(struct obuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int obuf_grow(struct obuf *b, size_t more);
+
+/* metrics.c: GET /metrics, the Prometheus text format */
+void master_metrics_render(struct obuf *out);
+/* health.c: GET /health; returns the HTTP status, a short body in out */
+int master_health(struct obuf *out);
 
 #endif

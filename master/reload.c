@@ -1,56 +1,27 @@
 /*
  * reload.c — graceful reload in the master (SIGHUP, admin RELOAD): read and
  * validate the file; on any error keep the running configuration. Settings
- * that size shared memory or the listening sockets need a restart: the new
- * value is logged and the old one kept. Everything else is published as a
- * new snapshot, which workers take at their next loop turn; pools whose
- * server (host, port, dbname, user, password) changed get a new recycle
- * generation, so their connections are replaced at release.
+ * that size shared memory or the listening sockets need a restart
+ * (config_needs_restart): the new value is logged and the old one kept.
+ * Everything else is published as a new snapshot, which workers take at
+ * their next loop turn; pools whose server (host, port, dbname, user,
+ * password) changed get a new recycle generation, so their connections are
+ * replaced at release. The file's values replace whatever the console's
+ * SET changed (PgBouncer's rule); SET itself goes through
+ * master_apply_config too (ctl.c).
  */
 #include "master.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Put back a restart-only setting, saying so if the file changed it. */
-#define KEEP_STR(f)                                                                                \
-	do {                                                                                           \
-		if (strcmp(old->f, next->f) != 0) {                                                        \
-			log_error(LOG_WARNING, 0, "setting \"%s\" changed: it needs a restart, keeping \"%s\"", #f, \
-			          old->f);                                                                     \
-			memcpy(next->f, old->f, sizeof(next->f));                                              \
-		}                                                                                          \
-	} while (0)
-#define KEEP_INT(f)                                                                                \
-	do {                                                                                           \
-		if (old->f != next->f) {                                                                   \
-			log_error(LOG_WARNING, 0, "setting \"%s\" changed: it needs a restart, keeping %d", #f,  \
-			          (int)old->f);                                                                \
-			next->f = old->f;                                                                      \
-		}                                                                                          \
-	} while (0)
+static unsigned reloads_ok, reloads_failed; /* for /metrics */
 
-static void keep_restart_settings(const struct config *old, struct config *next)
+/* A restart-only setting the file changed: say so (its old value stays). */
+static void note_restart(const char *name, const char *was)
 {
-	KEEP_STR(listen_addr);
-	KEEP_INT(listen_port);
-	KEEP_STR(unix_socket_dir);
-	KEEP_INT(listen_backlog);
-	KEEP_INT(max_client_conn);
-	KEEP_INT(max_pools);
-	KEEP_INT(pkt_buf);
-	KEEP_STR(pidfile);
-	KEEP_STR(user);
-	KEEP_INT(so_reuseport);
-	/* workers may change (master_apply_workers), within the room shared
-	 * memory was given at start */
-	KEEP_INT(max_workers);
-	if (next->workers > master_worker_slots()) {
-		log_error(LOG_WARNING, 0, "workers = %d exceeds the %d shared memory was sized for at start "
-		          "(max_workers): running %d until a restart", next->workers, master_worker_slots(),
-		          master_worker_slots());
-		next->workers = master_worker_slots();
-	}
+	log_error(LOG_WARNING, 0, "setting \"%s\" changed: it needs a restart, keeping \"%s\"",
+	          name, was);
 }
 
 static bool same_server(const struct config_db *a, const struct config_db *b)
@@ -77,39 +48,66 @@ static void recycle_changed_pools(const struct config *old, const struct config 
 	}
 }
 
-void master_reload(void)
+/* Put a validated configuration in force (a reload, or the console's SET):
+ * recycle pools whose server moved, reopen the log, follow new host names,
+ * and publish the snapshot that every worker takes at its next loop turn. */
+void master_apply_config(const struct config *next)
 {
-	struct config *next = malloc(sizeof(*next));
-	char err[512];
-	int before;
+	int before = M.cfg.workers;
 
-	if (!next)
-		return;
-	log_error(LOG_INFO, 0, "reloading \"%s\"", M.cfg.path);
-	if (config_load(M.cfg.path, next, err, sizeof(err)) != 0) {
-		log_error(LOG_ERR, 0, "%s", err);
-		log_error(LOG_ERR, 0, "configuration not reloaded");
-		free(next);
-		return;
-	}
-	keep_restart_settings(&M.cfg, next);
 	for (int i = 0; i < next->ndbs; i++) {
 		const struct config_db *db = &next->dbs[i];
 		int want = config_pool_size(next, db) + config_reserve_size(next, db);
 		if (want > (int)M.shm.hdr->slots_per_pool)
-			log_error(LOG_WARNING, 0, "database \"%s\": pool_size + reserve_pool_size = %d exceeds the %u "
-			          "slots per pool sized at start: capped until a restart", db->name, want,
-			          M.shm.hdr->slots_per_pool);
+			log_error(
+			    LOG_WARNING, 0,
+			    "database \"%s\": pool_size + reserve_pool_size = %d exceeds the %u "
+			    "slots per pool sized at start: capped until a restart",
+			    db->name, want, M.shm.hdr->slots_per_pool);
 	}
 	recycle_changed_pools(&M.cfg, next);
-	before = M.cfg.workers;
-	memcpy(&M.cfg, next, sizeof(M.cfg));
-	free(next);
+	if (next != &M.cfg)
+		memcpy(&M.cfg, next, sizeof(M.cfg));
 	log_open(M.cfg.logfile, !M.daemon);
 	master_dns_reload();
+	if (M.cfg.workers > master_worker_slots()) { /* the room made at start (max_workers) */
+		log_error(LOG_WARNING, 0, "workers = %d exceeds the %d shared memory was sized for at start "
+		          "(max_workers): running %d until a restart", M.cfg.workers, master_worker_slots(),
+		          master_worker_slots());
+		M.cfg.workers = master_worker_slots();
+	}
 	shm_config_publish(&M.shm, &M.cfg);
 	master_apply_workers(before);
+}
+
+void master_reload(void)
+{
+	struct config *next = malloc(sizeof(*next));
+	char err[512];
+
+	if (!next) {
+		reloads_failed++;
+		return;
+	}
+	log_error(LOG_INFO, 0, "reloading \"%s\"", M.cfg.path);
+	if (config_load(M.cfg.path, next, err, sizeof(err)) != 0) {
+		log_error(LOG_ERR, 0, "%s", err);
+		log_error(LOG_ERR, 0, "configuration not reloaded");
+		reloads_failed++;
+		free(next);
+		return;
+	}
+	config_keep_restart(&M.cfg, next, note_restart);
+	master_apply_config(next);
+	free(next);
+	reloads_ok++;
 	log_error(LOG_INFO, 0, "configuration reloaded (generation %u)", M.shm.hdr->config_gen);
+}
+
+void master_reload_counts(unsigned *ok, unsigned *failed)
+{
+	*ok = reloads_ok;
+	*failed = reloads_failed;
 }
 
 /* The server of database entry `dbname` moved (DNS): recycle its pools. */

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-int broker_send(int sock, const struct broker_msg *m, int fd)
+static int send_bytes(int sock, const void *m, size_t len, int fd)
 {
-	struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof(*m)};
+	struct iovec iov = {.iov_base = (void *)m, .iov_len = len};
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
@@ -28,10 +28,20 @@ int broker_send(int sock, const struct broker_msg *m, int fd)
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	}
-	return sendmsg(sock, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(*m) ? 0 : -1;
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
 }
 
-int broker_recv(int sock, struct broker_msg *m, int *fd)
+int broker_send(int sock, const struct broker_msg *m, int fd)
+{
+	return send_bytes(sock, m, sizeof(*m), fd);
+}
+
+int broker_send_ctl(int sock, const struct broker_ctl *m)
+{
+	return send_bytes(sock, m, sizeof(*m), -1);
+}
+
+int broker_recv(int sock, union broker_any *m, int *fd)
 {
 	struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
 	union {
@@ -50,7 +60,9 @@ int broker_recv(int sock, struct broker_msg *m, int *fd)
 	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
 			memcpy(fd, CMSG_DATA(cm), sizeof(int));
-	if (n != (ssize_t)sizeof(*m)) {
+	if (n < (ssize_t)sizeof(m->msg) ||
+	    n != (ssize_t)(m->msg.type == BR_SET || m->msg.type == BR_SET_DONE ? sizeof(m->ctl)
+	                                                                       : sizeof(m->msg))) {
 		errno = EPROTO;
 		return -1;
 	}

@@ -109,6 +109,7 @@ static const struct opt global_opts[] = {
     O_STR(config, admin_db),
     O_INT(config, stats_period, 1, 86400),
     O_BOOL(config, log_stats),
+    O_STR(config, metrics_listen),
     O_ENUM(config, auth_type, config_auth_type_names),
     O_STR(config, auth_file),
     O_STR(config, auth_hba_file),
@@ -204,8 +205,10 @@ __attribute__((format(printf, 3, 4))) static int fail(struct loader *ld, const c
 		file = config_setting_source_file(s);
 	if (s && config_setting_source_line(s))
 		r = snprintf(ld->err, ld->errlen, "%s:%u: ", file, config_setting_source_line(s));
-	else
+	else if (file)
 		r = snprintf(ld->err, ld->errlen, "%s: ", file);
+	else /* config_set: the value came from the admin console, not a file */
+		r = 0;
 	if (r > 0)
 		n = (size_t)r < ld->errlen ? (size_t)r : ld->errlen - 1;
 	va_start(ap, fmt);
@@ -617,13 +620,20 @@ static int set_path(struct loader *ld, struct config *cfg)
 	return rc;
 }
 
+/* The setting to blame for a message; none when the value did not come
+ * from a file (config_set). */
+static const config_setting_t *member(const config_setting_t *root, const char *name)
+{
+	return root ? config_setting_get_member(root, name) : NULL;
+}
+
 /* auth_type hba: the file must parse now, so that a bad one is refused
  * (with its own FILE:LINE) and the running configuration kept; its text
  * goes into the snapshot for the workers. */
 static int check_hba(struct loader *ld, struct config *cfg, const config_setting_t *root)
 {
-	const config_setting_t *at = config_setting_get_member(root, "auth_type");
-	const config_setting_t *file = config_setting_get_member(root, "auth_hba_file");
+	const config_setting_t *at = member(root, "auth_type");
+	const config_setting_t *file = member(root, "auth_hba_file");
 	size_t len = 0;
 	char *text;
 	struct hba h;
@@ -651,10 +661,10 @@ static int check_hba(struct loader *ld, struct config *cfg, const config_setting
 static int check_auth_dbname(struct loader *ld, const struct config *cfg,
                              const config_setting_t *root)
 {
-	const config_setting_t *dbs = config_setting_get_member(root, "databases");
+	const config_setting_t *dbs = member(root, "databases");
 
 	if (cfg->auth_dbname[0] && !config_find_db(cfg, cfg->auth_dbname))
-		return fail(ld, config_setting_get_member(root, "auth_dbname"),
+		return fail(ld, member(root, "auth_dbname"),
 		            "auth_dbname \"%s\" is not a database entry", cfg->auth_dbname);
 	for (int i = 0; i < cfg->ndbs; i++)
 		if (cfg->dbs[i].auth_dbname[0] && !config_find_db(cfg, cfg->dbs[i].auth_dbname))
@@ -663,11 +673,26 @@ static int check_auth_dbname(struct loader *ld, const struct config *cfg,
 	return 0;
 }
 
+/* metrics_listen: "" (off), or "host:port" as config_split_hostport takes it. */
+static int check_metrics_listen(struct loader *ld, const struct config *cfg,
+                                const config_setting_t *root)
+{
+	char host[CFG_HOST_LEN];
+	int port;
+
+	if (cfg->metrics_listen[0] &&
+	    config_split_hostport(cfg->metrics_listen, host, sizeof(host), &port) != 0)
+		return fail(ld, member(root, "metrics_listen"),
+		            "\"metrics_listen\" must be \"host:port\", \"*:port\" or \"[v6 "
+		            "address]:port\"");
+	return 0;
+}
+
 /* Settings that only make sense together (blamed on the first one's line). */
 static int check_auth_tls(struct loader *ld, struct config *cfg, const config_setting_t *root)
 {
-	const config_setting_t *at = config_setting_get_member(root, "auth_type");
-	const config_setting_t *ct = config_setting_get_member(root, "client_tls_sslmode");
+	const config_setting_t *at = member(root, "auth_type");
+	const config_setting_t *ct = member(root, "client_tls_sslmode");
 	int a = cfg->auth_type;
 
 	if (a == AUTH_HBA && check_hba(ld, cfg, root) < 0)
@@ -685,10 +710,10 @@ static int check_auth_tls(struct loader *ld, struct config *cfg, const config_se
 		return fail(ld, ct, "client_tls_sslmode \"%s\" needs client_tls_ca_file",
 		            config_tls_mode_names[cfg->client_tls_sslmode]);
 	if (cfg->server_tls_sslmode != TLS_DISABLE) /* worker/tls.c: client side only so far */
-		return fail(ld, config_setting_get_member(root, "server_tls_sslmode"),
+		return fail(ld, member(root, "server_tls_sslmode"),
 		            "server_tls_sslmode other than \"disable\" is not supported yet");
 	if (cfg->server_tls_sslmode >= TLS_VERIFY_CA && !cfg->server_tls_ca_file[0])
-		return fail(ld, config_setting_get_member(root, "server_tls_sslmode"),
+		return fail(ld, member(root, "server_tls_sslmode"),
 		            "server_tls_sslmode \"%s\" needs server_tls_ca_file",
 		            config_tls_mode_names[cfg->server_tls_sslmode]);
 	return 0;
@@ -713,7 +738,8 @@ int config_load(const char *file, struct config *out, char *err, size_t errlen)
 	config_init(&lc);
 	if (set_path(&ld, cfg) == 0 && parse_file(&ld, &lc) == 0 &&
 	    load_root(&ld, cfg, config_root_setting(&lc)) == 0 &&
-	    check_auth_tls(&ld, cfg, config_root_setting(&lc)) == 0) {
+	    check_auth_tls(&ld, cfg, config_root_setting(&lc)) == 0 &&
+	    check_metrics_listen(&ld, cfg, config_root_setting(&lc)) == 0) {
 		memcpy(out, cfg, sizeof(*cfg));
 		rc = 0;
 	}
@@ -898,4 +924,149 @@ bool config_describe(const struct config *cfg, int i, const char **name, char *v
 	format_opt(&global_opts[i], cfg, value, vlen);
 	format_opt(&global_opts[i], &defaults, defval, dlen);
 	return true;
+}
+
+/* ------------------------------------------------ run time: SET, reload */
+
+/* What sizes shared memory or the sockets, or is done once at start:
+ * changing it needs a restart (a reload keeps the old value, SET refuses). */
+static const char *const restart_opts[] = {
+    "listen_addr",  "listen_port",    "unix_socket_dir", "listen_backlog", "max_client_conn",
+    "max_pools",    "pkt_buf",        "pidfile",         "user",           "max_workers",
+    "so_reuseport", "metrics_listen",
+};
+
+bool config_needs_restart(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_LEN(restart_opts); i++)
+		if (strcmp(name, restart_opts[i]) == 0)
+			return true;
+	return false;
+}
+
+void config_keep_restart(const struct config *old, struct config *next,
+                         void (*note)(const char *name, const char *old_value))
+{
+	for (size_t i = 0; i < ARRAY_LEN(restart_opts); i++) {
+		const struct opt *o =
+		    find_opt(global_opts, ARRAY_LEN(global_opts), restart_opts[i]);
+		char *to = (char *)next + o->off;
+		const char *from = (const char *)old + o->off;
+		char was[CFG_HOST_LEN];
+
+		/* a string's bytes past its NUL are left-overs of other values */
+		if (o->type == OPT_STR ? strcmp(to, from) == 0 : memcmp(to, from, o->size) == 0)
+			continue;
+		format_opt(o, old, was, sizeof(was));
+		if (note)
+			note(o->name, was);
+		memcpy(to, from, o->size);
+	}
+}
+
+/* A boolean word as the console may write it: 1, 0, or -1 if it is none. */
+static int bool_word(const char *v)
+{
+	static const char *const words[][2] = {{"true", "false"}, {"on", "off"}, {"yes", "no"}};
+
+	for (size_t k = 0; k < ARRAY_LEN(words); k++)
+		for (int b = 0; b < 2; b++)
+			if (strcasecmp(v, words[k][b]) == 0)
+				return !b;
+	return -1;
+}
+
+/* The console's text as the libconfig value the loader would have read: a
+ * number or a boolean when it reads as one, else a string (so that a wrong
+ * type gets the loader's own message). NULL: out of memory. */
+static config_setting_t *setting_of(config_setting_t *root, const struct opt *o, const char *v)
+{
+	config_setting_t *s;
+	char *end;
+	long long i;
+	double d;
+	bool is_int, is_num;
+
+	errno = 0;
+	i = strtoll(v, &end, 10);
+	is_int = *v && !*end && !errno;
+	d = strtod(v, &end);
+	is_num = *v && !*end;
+	if ((o->type == OPT_INT || o->type == OPT_TIME || o->type == OPT_BOOL) && is_int) {
+		s = config_setting_add(root, o->name, CONFIG_TYPE_INT64);
+		return s && config_setting_set_int64(s, i) ? s : NULL;
+	}
+	if (o->type == OPT_TIME && is_num) {
+		s = config_setting_add(root, o->name, CONFIG_TYPE_FLOAT);
+		return s && config_setting_set_float(s, d) ? s : NULL;
+	}
+	if (o->type == OPT_BOOL && bool_word(v) >= 0) {
+		s = config_setting_add(root, o->name, CONFIG_TYPE_BOOL);
+		return s && config_setting_set_bool(s, bool_word(v)) ? s : NULL;
+	}
+	s = config_setting_add(root, o->name, CONFIG_TYPE_STRING);
+	return s && config_setting_set_string(s, v) ? s : NULL;
+}
+
+int config_set(struct config *cfg, const char *key, const char *value, char *err, size_t errlen)
+{
+	struct loader ld = {NULL, err, errlen};
+	const struct opt *o = find_opt(global_opts, ARRAY_LEN(global_opts), key);
+	struct config *next;
+	config_setting_t *s;
+	config_t lc;
+	int rc = CFG_SET_INVALID;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!o) {
+		fail(&ld, NULL, "unrecognized configuration parameter \"%s\"", key);
+		return CFG_SET_UNKNOWN;
+	}
+	if (config_needs_restart(key)) {
+		fail(&ld, NULL, "parameter \"%s\" cannot be changed without restarting pgshoal",
+		     key);
+		return CFG_SET_RESTART;
+	}
+	next = malloc(sizeof(*next));
+	if (!next) {
+		fail(&ld, NULL, "out of memory");
+		return CFG_SET_INVALID;
+	}
+	memcpy(next, cfg, sizeof(*next));
+	config_init(&lc);
+	s = setting_of(config_root_setting(&lc), o, value);
+	if (!s)
+		fail(&ld, NULL, "out of memory");
+	else if (set_opt(&ld, o, next, s) == 0 && check_auth_tls(&ld, next, NULL) == 0) {
+		memcpy(cfg, next, sizeof(*cfg));
+		rc = CFG_SET_OK;
+	}
+	config_destroy(&lc);
+	free(next);
+	return rc;
+}
+
+int config_split_hostport(const char *spec, char *host, size_t hlen, int *port)
+{
+	const char *colon = strrchr(spec, ':'), *h = spec;
+	size_t n;
+	char *end;
+	long p;
+
+	if (!colon)
+		return -1;
+	n = (size_t)(colon - spec);
+	if (n >= 2 && spec[0] == '[' && spec[n - 1] == ']') /* [v6]:port */
+		h = spec + 1, n -= 2;
+	else if (memchr(spec, ':', n)) /* a bare v6 address would be ambiguous */
+		return -1;
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (n >= hlen || errno || end == colon + 1 || *end || p < 1 || p > 65535)
+		return -1;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = (int)p;
+	return 0;
 }

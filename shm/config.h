@@ -121,6 +121,8 @@ struct config {
 	char admin_db[CFG_NAME_LEN];      /* default "pgshoal"; "pgbouncer" also reaches it */
 	int stats_period;                 /* seconds, default 60: averages and the stats log line */
 	bool log_stats;                   /* default true */
+	char metrics_listen[CFG_HOST_LEN]; /* "host:port" of the master's HTTP /metrics and /health;
+	                                      "" = off */
 
 	/* network */
 	int pkt_buf;        /* per-connection I/O buffer, bytes; default 8192, 1024..1048576 */
@@ -194,5 +196,22 @@ const char *config_pool_mode_name(int mode);
  * its default formatted as text; false past the last one. */
 bool config_describe(const struct config *cfg, int i, const char **name, char *value, size_t vlen,
                      char *defval, size_t dlen);
+
+/* The settings a reload cannot change (restart-only): SET refuses them and
+ * config_keep_restart puts their old values back into next, calling note
+ * (may be NULL) with each one that differed. */
+bool config_needs_restart(const char *name);
+void config_keep_restart(const struct config *old, struct config *next,
+                         void (*note)(const char *name, const char *old_value));
+
+/* The admin console's SET key = value on a copy of the configuration in
+ * force: the value is parsed and checked as the loader does for the file
+ * (same types, ranges, words and cross-checks); cfg changes only on
+ * CFG_SET_OK. err gets PostgreSQL-style wording without a file name. */
+enum config_set_result { CFG_SET_OK, CFG_SET_UNKNOWN, CFG_SET_RESTART, CFG_SET_INVALID };
+int config_set(struct config *cfg, const char *key, const char *value, char *err, size_t errlen);
+
+/* "host:port", "*:port" or "[v6]:port" (metrics_listen); 0 or -1. */
+int config_split_hostport(const char *spec, char *host, size_t hlen, int *port);
 
 #endif

@@ -17,7 +17,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC 0x4c534750u /* "PGSL" */
-#define SHM_VERSION 3
+#define SHM_VERSION 4 /* 3: hba branch (md5 in pools); 4: wait histogram (metrics) */
 #define CACHELINE 64
 #define SHM_MIN_SLOTS_PER_POOL 100
 
@@ -142,6 +142,21 @@ enum client_row_state {
 	CROW_USED,
 };
 
+/* A client's state, published in its row (cstate) by its worker so that
+ * admin sessions and the master's metrics can count clients by state. */
+enum client_state {
+	CL_FREE = 0,
+	CL_LOGIN,      /* reading the startup packet */
+	CL_AUTH,       /* password exchange in progress (auth.c) */
+	CL_LOGIN_WAIT, /* logged in, waiting for a server to learn its parameters */
+	CL_IDLE,       /* no server, nothing to send */
+	CL_WAITING,    /* has a request, queued for a server */
+	CL_ACTIVE,     /* linked to a server */
+	CL_TLS,        /* TLS handshake after SSLRequest (tls.c) */
+	CL_ADMIN,      /* logged in to the admin console (admin.c) */
+	CL_STATE_COUNT
+};
+
 struct shm_client {
 	atomic_uint gen;      /* bumped by its worker when the row is freed */
 	atomic_int state;     /* enum client_row_state; its worker */
@@ -157,7 +172,7 @@ struct shm_client {
 	 * USED, the rest as it changes), read without locks by admin sessions,
 	 * which tolerate a row that changes under them */
 	uint64_t id;              /* unique across the pooler (KILL_CLIENT) */
-	atomic_int cstate;        /* its worker's enum client_state */
+	atomic_int cstate;        /* enum client_state; its worker */
 	atomic_ullong state_usec; /* monotonic: when cstate last changed */
 	atomic_uint kill;         /* 1: an admin asked its worker to close it (KILL_CLIENT) */
 	uint16_t port, local_port;

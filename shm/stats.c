@@ -9,6 +9,11 @@
 
 #include <string.h>
 
+/* 100 us to 5 s: an immediate lease, a short queue, a saturated pool, a
+ * paused or unreachable one. */
+const uint64_t shm_wait_bucket_usec[STAT_WAIT_BUCKETS - 1] = {100,    1000,    10000,  100000,
+                                                              500000, 1000000, 5000000};
+
 void shm_stats_pool_sum(const struct shm *s, int pool, struct stat_sum *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -16,6 +21,23 @@ void shm_stats_pool_sum(const struct shm *s, int pool, struct stat_sum *out)
 		const struct shm_stats *st = shm_stats_row(s, (int)w, pool);
 		for (int k = 0; k < STAT_COUNT; k++)
 			out->v[k] += atomic_load_explicit(&st->v[k], memory_order_relaxed);
+	}
+}
+
+void shm_stats_db_sum(const struct shm *s, const char *db, int n, struct stat_sum *cur,
+                      struct stat_sum *old)
+{
+	struct stat_sum x;
+
+	memset(cur, 0, sizeof(*cur));
+	memset(old, 0, sizeof(*old));
+	for (int p = 0; p < n; p++) {
+		if (db && strcmp(s->pools[p].db, db) != 0)
+			continue;
+		shm_stats_pool_sum(s, p, &x);
+		stat_sum_add(cur, &x);
+		shm_stats_pool_old(s, p, &x);
+		stat_sum_add(old, &x);
 	}
 }
 

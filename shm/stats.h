@@ -25,7 +25,12 @@
  *              ReadyForQuery that ends it; WAIT: from asking for a server
  *              (queued, or paused) to getting one
  *  LOGIN       clients that finished logging in
+ *  WAIT_HIST   server assignments by how long the client waited: bucket i
+ *              counts waits up to shm_wait_bucket_usec[i], the last one any
+ *              longer wait (a Prometheus histogram, made cumulative on read;
+ *              its sum is WAIT_TIME, its count ASSIGN)
  */
+#define STAT_WAIT_BUCKETS 8
 enum shm_stat {
 	STAT_ASSIGN,
 	STAT_XACT,
@@ -36,8 +41,12 @@ enum shm_stat {
 	STAT_QUERY_TIME,
 	STAT_WAIT_TIME,
 	STAT_LOGIN,
-	STAT_COUNT
+	STAT_WAIT_HIST, /* the first of STAT_WAIT_BUCKETS counters */
+	STAT_COUNT = STAT_WAIT_HIST + STAT_WAIT_BUCKETS
 };
+
+/* Upper bounds of the wait buckets but the last (which has none). */
+extern const uint64_t shm_wait_bucket_usec[STAT_WAIT_BUCKETS - 1];
 
 struct shm_stats {
 	atomic_ullong v[STAT_COUNT];
@@ -60,8 +69,23 @@ static inline void shm_stat_add(struct shm_stats *st, enum shm_stat k, uint64_t 
 	                      memory_order_relaxed);
 }
 
+/* A server was assigned after a wait of usec (0: none): the wait time and
+ * its histogram bucket; the caller counts the assignment (STAT_ASSIGN). */
+static inline void shm_stat_wait(struct shm_stats *st, uint64_t usec)
+{
+	int b = 0;
+	while (b < STAT_WAIT_BUCKETS - 1 && usec > shm_wait_bucket_usec[b])
+		b++;
+	shm_stat_add(st, STAT_WAIT_TIME, usec);
+	shm_stat_add(st, (enum shm_stat)(STAT_WAIT_HIST + b), 1);
+}
+
 /* A pool's counters summed over every worker. */
 void shm_stats_pool_sum(const struct shm *s, int pool, struct stat_sum *out);
+/* The counters of database db's pools among the first n rows (every pool
+ * when db is NULL), and the master's snapshot of them. */
+void shm_stats_db_sum(const struct shm *s, const char *db, int n, struct stat_sum *cur,
+                      struct stat_sum *old);
 /* The master's snapshot of a pool (read side). */
 void shm_stats_pool_old(const struct shm *s, int pool, struct stat_sum *out);
 /* The master: store a pool's snapshot. */

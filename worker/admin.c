@@ -13,7 +13,8 @@
  *
  * The parser follows PgBouncer's three forms, case-insensitively:
  *   WORD [WORD] [;]      SET key = word [;]      SET key = 'string' [;]
- * where WORD is [A-Za-z0-9_]+ or a "quoted" name. Anything else — two
+ * where WORD is [A-Za-z0-9_]+ or a "quoted" name (SET's unquoted word may
+ * also hold a '.', for 30.5). Anything else — two
  * statements, SQL, an unterminated quote — is a syntax error and nothing
  * is run. One command per query.
  */
@@ -354,14 +355,16 @@ static int read_quoted(const char **pp, char q, char *out, size_t cap)
 	return P_OK;
 }
 
-static int read_word(const char **pp, char *out, size_t cap)
+/* A word, or a "quoted" name; with dot, SET's unquoted value, which may
+ * also be a number with a fraction (30.5, which PgBouncer wants quoted). */
+static int read_token(const char **pp, char *out, size_t cap, bool dot)
 {
 	const char *p = *pp;
 	size_t n = 0;
 
 	if (*p == '"')
 		return read_quoted(pp, '"', out, cap);
-	while (is_word_char(*p)) {
+	while (is_word_char(*p) || (dot && *p == '.' && n > 0)) {
 		if (n + 1 >= cap)
 			return P_TOO_LONG;
 		out[n++] = *p++;
@@ -371,6 +374,11 @@ static int read_word(const char **pp, char *out, size_t cap)
 	out[n] = '\0';
 	*pp = p;
 	return P_OK;
+}
+
+static int read_word(const char **pp, char *out, size_t cap)
+{
+	return read_token(pp, out, cap, false);
 }
 
 /* The end: an optional ';' and white space, nothing else. */
@@ -401,7 +409,7 @@ static int parse_set(const char *p, struct parsed *cmd)
 		return P_SYNTAX;
 	p = skip_space(p);
 	r = *p == '\'' ? read_quoted(&p, '\'', cmd->val, sizeof(cmd->val))
-	               : read_word(&p, cmd->val, sizeof(cmd->val));
+	               : read_token(&p, cmd->val, sizeof(cmd->val), true);
 	if (r != P_OK)
 		return r;
 	cmd->is_set = true;
@@ -522,10 +530,15 @@ void admin_on_event(struct client *c, uint32_t events)
 
 void admin_tick(struct client *c)
 {
-	struct admin *a = c->admin;
-
 	if (W.draining)
 		return client_error_close(c, "57P01", "pgshoal is shutting down");
+	admin_check_wait(c);
+}
+
+void admin_check_wait(struct client *c)
+{
+	struct admin *a = c->admin;
+
 	if (a->wait != AW_NONE && admin_wait_done(c)) {
 		a->wait = AW_NONE;
 		admin_flush(c);

@@ -15,6 +15,7 @@ enum admin_wait {
 	AW_PAUSE,       /* servers of wait_db ("" = all) all idle or closed */
 	AW_WAIT_CLOSE,  /* no server of wait_db left from before a RECONNECT */
 	AW_KILL_CLIENT, /* the client row wait_row left generation wait_gen */
+	AW_SET,         /* the master's answer to SET, then its configuration generation here */
 };
 
 struct admin {
@@ -28,6 +29,11 @@ struct admin {
 	int wait_row;
 	uint32_t wait_gen;
 	uint64_t wait_since;
+	/* AW_SET: the master's answer (admin_set_done) */
+	bool set_answered;
+	int set_result;   /* enum config_set_result */
+	uint32_t set_gen; /* CFG_SET_OK: the generation that carries the change */
+	char set_error[512];
 };
 
 /* Types of result columns, as PgBouncer declares them:
@@ -49,6 +55,8 @@ bool admin_show(struct client *c, const char *what);
 bool admin_control(struct client *c, const char *verb, const char *arg);
 void admin_set(struct client *c, const char *key, const char *value);
 bool admin_wait_done(struct client *c);
+/* A parked command whose condition may hold now: answer it, go on. */
+void admin_check_wait(struct client *c);
 
 /* Shared helpers. */
 bool admin_list_has(const char *list, const char *name);

@@ -6,11 +6,16 @@
  *    every worker reads where it leases, logs clients in, or ticks;
  *  - RECONNECT bumps the pools' recycle_gen: each server made before is
  *    closed at its next release (workers) or while idle (master janitor);
- *  - RELOAD and SHUTDOWN are the master's: they send it its signal.
- * PAUSE, WAIT_CLOSE and KILL_CLIENT answer when their condition holds; the
- * session is parked meanwhile and admin_wait_done() is polled each tick.
+ *  - RELOAD and SHUTDOWN are the master's: they send it its signal;
+ *  - SET key = value is the master's too: it travels on the broker socket
+ *    (BR_SET), the master changes and publishes the configuration, and its
+ *    answer (BR_SET_DONE) comes back here.
+ * PAUSE, WAIT_CLOSE, KILL_CLIENT and SET answer when their condition holds;
+ * the session is parked meanwhile and admin_wait_done() is polled each tick
+ * (and when the master's answer to SET arrives).
  */
 #include "admin.h"
+#include "shm/broker_msg.h"
 #include "shm/ctl.h"
 
 #include <errno.h>
@@ -20,6 +25,7 @@
 #include <strings.h>
 
 #define KILL_CLIENT_TIMEOUT_USEC 5000000ull
+#define SET_TIMEOUT_USEC         5000000ull
 
 static bool matches(int pool, const char *db)
 {
@@ -281,19 +287,81 @@ void admin_set(struct client *c, const char *key, const char *value)
 	                                   "datestyle",
 	                                   "timezone",
 	                                   "extra_float_digits"};
-	(void)value;
+	struct broker_ctl req = {.head = {.type = BR_SET, .slot = c->row}};
+	struct admin *a = c->admin;
+
 	for (size_t i = 0; i < ARRAY_LEN(fake); i++) {
 		if (strcasecmp(key, fake[i]) == 0) { /* drivers set these at connect */
-			admin_notice(c->admin, "SET ignored", NULL);
-			return admin_complete(c->admin, "SET");
+			admin_notice(a, "SET ignored", NULL);
+			return admin_complete(a, "SET");
 		}
 	}
-	if (!c->admin->is_admin)
-		return admin_fail(c->admin, "42501", "admin access needed");
-	admin_fail(c->admin, "0A000",
-	           "SET is not supported: every worker runs the configuration the master publishes "
-	           "from its "
-	           "file; edit the file and RELOAD");
+	if (!a->is_admin)
+		return admin_fail(a, "42501", "admin access needed");
+	/* setting names are lowercase; PgBouncer takes them in any case */
+	for (size_t i = 0; key[i] && i + 1 < sizeof(req.key); i++)
+		req.key[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] - 'A' + 'a' : key[i]);
+	strlcpy_s(req.text, value, sizeof(req.text));
+	req.head.gen = atomic_load(&shm_client(W.shm, c->row)->gen);
+	log_error(LOG_INFO, 0, "C-%d: user=%s addr=%s admin command: SET %s = '%s'", c->row,
+	          c->user, c->addr, req.key, value);
+	if (broker_send_ctl(W.broker_fd, &req) < 0)
+		return admin_fail(a, "58000", "could not send SET to the master: %s",
+		                  strerror(errno));
+	a->set_answered = false;
+	park(c, AW_SET, "");
+}
+
+/* The master's answer: to the session that asked, if it is still there and
+ * still waiting (it may have timed out, or left and its row been reused). */
+void admin_set_done(const struct broker_ctl *rep)
+{
+	int i = rep->head.slot - W.first_row;
+	struct client *c;
+
+	if (i < 0 || i >= W.nrows)
+		return;
+	c = &W.clients[i];
+	if (c->state != CL_ADMIN || c->closing || !c->admin || c->admin->wait != AW_SET ||
+	    atomic_load(&shm_client(W.shm, c->row)->gen) != rep->head.gen)
+		return;
+	c->admin->set_answered = true;
+	c->admin->set_result = rep->result;
+	c->admin->set_gen = rep->config_gen;
+	strlcpy_s(c->admin->set_error, rep->text, sizeof(c->admin->set_error));
+	admin_check_wait(c);
+}
+
+/* The answer to SET once the master's is in and, for a change, this
+ * worker runs the configuration that carries it (so that a SHOW CONFIG
+ * that follows in the session shows it). */
+static bool set_done(struct admin *a)
+{
+	static const char *const sqlstate[] = {
+	    [CFG_SET_UNKNOWN] = "42704", /* undefined_object, PostgreSQL's for an unknown GUC */
+	    [CFG_SET_RESTART] = "55P02", /* cant_change_runtime_param */
+	    [CFG_SET_INVALID] = "22023", /* invalid_parameter_value */
+	};
+
+	if (!a->set_answered) {
+		if (W.now - a->wait_since < SET_TIMEOUT_USEC)
+			return false;
+		admin_fail(a, "57014", "the master did not answer SET in time");
+		return true;
+	}
+	if (a->set_result == CFG_SET_OK) {
+		if ((int32_t)(W.config_gen - a->set_gen) < 0 &&
+		    W.now - a->wait_since < SET_TIMEOUT_USEC)
+			return false;
+		admin_complete(a, "SET");
+		return true;
+	}
+	admin_fail(a,
+	           a->set_result > CFG_SET_OK && a->set_result <= CFG_SET_INVALID
+	               ? sqlstate[a->set_result]
+	               : "XX000",
+	           "%s", a->set_error);
+	return true;
 }
 
 /* ------------------------------------------------------------- waiting */
@@ -371,6 +439,7 @@ bool admin_wait_done(struct client *c)
 		}
 		admin_complete(a, "KILL_CLIENT");
 		return true;
+	case AW_SET: return set_done(a);
 	case AW_NONE: return true;
 	default: log_error(LOG_CRIT, 0, "bad admin wait %d", a->wait); abort();
 	}

@@ -11,6 +11,7 @@
  */
 #include "admin.h"
 #include "shm/ctl.h"
+#include "shm/view.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -18,12 +19,6 @@
 #include <strings.h>
 
 #define NAMES(...) ((const char *const[]){__VA_ARGS__})
-
-struct pool_view {
-	int cl_active, cl_waiting, sv_active, sv_idle, sv_used, sv_tested, sv_login;
-	uint64_t maxwait;
-	int nservers, nconnecting, nidle, nwaiting, mode, pool_size, reserve_size, max_db, max_user;
-};
 
 static bool row_in_use(const struct shm_client *r)
 {
@@ -35,81 +30,17 @@ static uint64_t since(uint64_t now, uint64_t t)
 	return t && now > t ? now - t : 0;
 }
 
-/* Clients per pool by state, from the shared client table. */
-static void count_clients(struct pool_view *v, int n, uint64_t now)
-{
-	for (int i = 0; i < shm_client_count(W.shm); i++) {
-		const struct shm_client *r = shm_client(W.shm, i);
-		int p = r->pool, st;
-		if (!row_in_use(r) || p < 0 || p >= n)
-			continue;
-		st = atomic_load_explicit(&r->cstate, memory_order_relaxed);
-		if (st == CL_ACTIVE || st == CL_IDLE) {
-			v[p].cl_active++;
-		} else if (st == CL_WAITING || st == CL_LOGIN_WAIT) {
-			uint64_t w =
-			    since(now, atomic_load_explicit(&r->state_usec, memory_order_relaxed));
-			v[p].cl_waiting++;
-			if (w > v[p].maxwait)
-				v[p].maxwait = w;
-		}
-	}
-}
-
 static bool idle_used(const struct shm_slot *sl, uint64_t now)
 {
 	return W.cfg->server_check_query[0] &&
 	       since(now, sl->idle_since_usec) > (uint64_t)(W.cfg->server_check_delay * 1e6);
 }
 
-/* A pool row and its slots, under the row's lock. */
-static void view_pool(int p, struct pool_view *v, uint64_t now)
-{
-	struct shm_pool *row = &W.shm->pools[p];
-	int first = p * (int)W.shm->hdr->slots_per_pool;
-
-	shm_mutex_lock(&row->lock);
-	v->nservers = row->nservers, v->nconnecting = row->nconnecting, v->nidle = row->nidle;
-	v->nwaiting = row->nwaiting, v->mode = row->mode, v->pool_size = row->pool_size;
-	v->reserve_size = row->reserve_size, v->max_db = row->max_db_conns,
-	v->max_user = row->max_user_conns;
-	for (int i = first; i < first + (int)W.shm->hdr->slots_per_pool; i++) {
-		const struct shm_slot *sl = shm_slot(W.shm, i);
-		switch (atomic_load_explicit(&sl->state, memory_order_relaxed)) {
-		case SLOT_ACTIVE:
-			if (atomic_load_explicit(&sl->client, memory_order_relaxed) >= 0)
-				v->sv_active++;
-			else
-				v->sv_tested++;
-			break;
-		case SLOT_IDLE:
-			if (idle_used(sl, now))
-				v->sv_used++;
-			else
-				v->sv_idle++;
-			break;
-		case SLOT_CONNECTING: v->sv_login++; break;
-		default: break;
-		}
-	}
-	shm_mutex_unlock(&row->lock);
-}
-
-static int view_pools(struct pool_view *v, uint64_t now)
-{
-	int n = shm_pool_count(W.shm);
-	memset(v, 0, sizeof(*v) * W.shm->hdr->max_pools);
-	for (int p = 0; p < n; p++)
-		view_pool(p, &v[p], now);
-	count_clients(v, n, now);
-	return n;
-}
-
 static void show_pools(struct admin *a)
 {
-	struct pool_view v[W.shm->hdr->max_pools];
+	struct shm_pool_view v[W.shm->hdr->max_pools];
 	uint64_t now = now_usec();
-	int n = view_pools(v, now);
+	int n = shm_view_pools(W.shm, W.cfg, v, now, VIEW_LOCK);
 
 	admin_rowdesc(a, "ssiiiiiiiiiiiiiss",
 	              NAMES("database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
@@ -118,8 +49,8 @@ static void show_pools(struct admin *a)
 	                    "maxwait", "maxwait_us", "pool_mode", "load_balance_hosts"));
 	for (int p = 0; p < n; p++)
 		admin_row(a, "ssiiiiiiiiiiiiiss", W.shm->pools[p].db, W.shm->pools[p].user,
-		          v[p].cl_active, v[p].cl_waiting, 0, 0, v[p].sv_active, 0, 0, v[p].sv_idle,
-		          v[p].sv_used, v[p].sv_tested, v[p].sv_login,
+		          v[p].cl_active + v[p].cl_idle, v[p].cl_waiting, 0, 0, v[p].sv_active, 0,
+		          0, v[p].sv_idle, v[p].sv_used, v[p].sv_tested, v[p].sv_login,
 		          (int)(v[p].maxwait / 1000000), (int)(v[p].maxwait % 1000000),
 		          config_pool_mode_name(v[p].mode), (const char *)NULL);
 	admin_complete(a, "SHOW");
@@ -127,34 +58,12 @@ static void show_pools(struct admin *a)
 
 /* ----------------------------------------------------------- statistics */
 
-/* The distinct database names of the pool table, in table order. */
-static int pool_dbs(int n, int *first_of)
-{
-	int ndb = 0;
-	for (int p = 0; p < n; p++) {
-		bool seen = false;
-		for (int k = 0; k < ndb && !seen; k++)
-			seen = strcmp(W.shm->pools[first_of[k]].db, W.shm->pools[p].db) == 0;
-		if (!seen)
-			first_of[ndb++] = p;
-	}
-	return ndb;
-}
-
 static void db_stats(const char *db, int n, struct stat_sum *cur, struct stat_sum *avg)
 {
-	struct stat_sum old = {{0}}, x;
+	struct stat_sum old;
 	uint64_t t0 = atomic_load_explicit(&W.shm->hdr->stats_old_usec, memory_order_relaxed);
 
-	memset(cur, 0, sizeof(*cur));
-	for (int p = 0; p < n; p++) {
-		if (db && strcmp(W.shm->pools[p].db, db) != 0)
-			continue;
-		shm_stats_pool_sum(W.shm, p, &x);
-		stat_sum_add(cur, &x);
-		shm_stats_pool_old(W.shm, p, &x);
-		stat_sum_add(&old, &x);
-	}
+	shm_stats_db_sum(W.shm, db, n, cur, &old);
 	stat_averages(cur, &old, since(now_usec(), t0), avg);
 }
 
@@ -163,7 +72,11 @@ static void db_stats(const char *db, int n, struct stat_sum *cur, struct stat_su
 	    (s)->v[STAT_SENT], (s)->v[STAT_XACT_TIME], (s)->v[STAT_QUERY_TIME],                    \
 	    (s)->v[STAT_WAIT_TIME], (uint64_t)0, (uint64_t)0, (uint64_t)0, (s)->v[STAT_LOGIN]
 
-/* kind: 0 SHOW STATS, 1 STATS_TOTALS, 2 STATS_AVERAGES */
+/* kind: 0 SHOW STATS, 1 STATS_TOTALS, 2 STATS_AVERAGES. SHOW STATS ends
+ * with total_requests, PgBouncer < 1.8's name for total_query_count, which
+ * consumers of that age still read (Debian 12's prometheus-pgbouncer-exporter
+ * 1.7 stops with a KeyError without it); PgBouncer 1.25's columns come first
+ * and in their order. */
 static void show_stats(struct admin *a, int kind)
 {
 	static const char *const stats_names[] = {"database",
@@ -190,7 +103,8 @@ static void show_stats(struct admin *a, int kind)
 	                                          "avg_client_parse_count",
 	                                          "avg_server_parse_count",
 	                                          "avg_bind_count",
-	                                          "avg_client_login_count"};
+	                                          "avg_client_login_count",
+	                                          "total_requests"};
 	static const char *const totals_names[] = {"database",           "server_assignment_count",
 	                                           "xact_count",         "query_count",
 	                                           "bytes_received",     "bytes_sent",
@@ -211,9 +125,9 @@ static void show_stats(struct admin *a, int kind)
 	                                        "avg_server_parse_count",
 	                                        "avg_bind_count",
 	                                        "avg_client_login_count"};
-	const char *wide = "sNNNNNNNNNNNNNNNNNNNNNNNN", *narrow = "sNNNNNNNNNNNN";
+	const char *wide = "sNNNNNNNNNNNNNNNNNNNNNNNNN", *narrow = "sNNNNNNNNNNNN";
 	int n = shm_pool_count(W.shm), first_of[W.shm->hdr->max_pools + 1];
-	int ndb = pool_dbs(n, first_of);
+	int ndb = shm_view_dbs(W.shm, n, first_of);
 	struct stat_sum cur, avg, zero = {{0}};
 
 	admin_rowdesc(a, kind ? narrow : wide,
@@ -227,7 +141,7 @@ static void show_stats(struct admin *a, int kind)
 		else
 			cur = avg = zero; /* the console's own row, as PgBouncer lists it */
 		if (kind == 0)
-			admin_row(a, wide, db, STAT_COLS(&cur), STAT_COLS(&avg));
+			admin_row(a, wide, db, STAT_COLS(&cur), STAT_COLS(&avg), cur.v[STAT_QUERY]);
 		else
 			admin_row(a, narrow, db, STAT_COLS(kind == 1 ? &cur : &avg));
 	}
@@ -281,6 +195,11 @@ static int clients_where(const char *db, const char *user, bool admin_rows)
 	return n;
 }
 
+/* SHOW DATABASES ends with reserve_pool, PgBouncer < 1.24's name for
+ * reserve_pool_size (for consumers of that age, as SHOW STATS'
+ * total_requests). */
+#define DATABASE_TYPES "ssissiiiissiiiiiii"
+
 static void database_row(struct admin *a, const char *name, const struct config_db *db)
 {
 	int acct = shm_pool_db_account(W.shm, name, false);
@@ -291,14 +210,14 @@ static void database_row(struct admin *a, const char *name, const struct config_
 	                ? atomic_load_explicit(&W.shm->accounts[acct].conns, memory_order_relaxed)
 	                : 0;
 
-	admin_row(a, "ssissiiiissiiiiii", name, db->host, db->port,
-	          db->dbname[0] ? db->dbname : name, db->user[0] ? db->user : NULL,
-	          config_pool_size(W.cfg, db), config_min_pool_size(W.cfg, db),
-	          config_reserve_size(W.cfg, db), (int)W.cfg->server_lifetime,
+	admin_row(a, DATABASE_TYPES, name, db->host, db->port, db->dbname[0] ? db->dbname : name,
+	          db->user[0] ? db->user : NULL, config_pool_size(W.cfg, db),
+	          config_min_pool_size(W.cfg, db), config_reserve_size(W.cfg, db),
+	          (int)W.cfg->server_lifetime,
 	          db->pool_mode == POOL_INHERIT ? NULL : config_pool_mode_name(db->pool_mode),
 	          (const char *)NULL, config_max_db_connections(W.cfg, db), conns, 0,
 	          clients_where(name, NULL, false), (flags & DB_F_PAUSED) ? 1 : 0,
-	          (flags & DB_F_DISABLED) ? 1 : 0);
+	          (flags & DB_F_DISABLED) ? 1 : 0, config_reserve_size(W.cfg, db));
 }
 
 static void show_databases(struct admin *a)
@@ -306,12 +225,12 @@ static void show_databases(struct admin *a)
 	const struct config *cfg = W.cfg;
 	int n = shm_pool_count(W.shm);
 
-	admin_rowdesc(a, "ssissiiiissiiiiii",
+	admin_rowdesc(a, DATABASE_TYPES,
 	              NAMES("name", "host", "port", "database", "force_user", "pool_size",
 	                    "min_pool_size", "reserve_pool_size", "server_lifetime", "pool_mode",
 	                    "load_balance_hosts", "max_connections", "current_connections",
 	                    "max_client_connections", "current_client_connections", "paused",
-	                    "disabled"));
+	                    "disabled", "reserve_pool"));
 	for (int i = 0; i < cfg->ndbs; i++)
 		if (strcmp(cfg->dbs[i].name, "*") != 0)
 			database_row(a, cfg->dbs[i].name, &cfg->dbs[i]);
@@ -324,9 +243,9 @@ static void show_databases(struct admin *a)
 		if (!seen && db && strcmp(db->name, name) != 0)
 			database_row(a, name, db);
 	}
-	admin_row(a, "ssissiiiissiiiiii", cfg->admin_db, (const char *)NULL, cfg->listen_port,
+	admin_row(a, DATABASE_TYPES, cfg->admin_db, (const char *)NULL, cfg->listen_port,
 	          cfg->admin_db, "pgbouncer", 2, 0, 0, 0, "statement", (const char *)NULL, 0, 0, 0,
-	          clients_where(NULL, NULL, true), 0, 0);
+	          clients_where(NULL, NULL, true), 0, 0, 0);
 	admin_complete(a, "SHOW");
 }
 
@@ -488,17 +407,6 @@ static void show_servers(struct admin *a)
 
 /* ------------------------------------------------------ config and state */
 
-static bool needs_restart(const char *name)
-{
-	static const char *const fixed[] = {"listen_addr",    "listen_port", "unix_socket_dir",
-	                                    "listen_backlog", "workers",     "max_client_conn",
-	                                    "max_pools",      "pkt_buf",     "user"};
-	for (size_t i = 0; i < ARRAY_LEN(fixed); i++)
-		if (strcmp(name, fixed[i]) == 0)
-			return true;
-	return false;
-}
-
 static void show_config(struct admin *a)
 {
 	const char *name;
@@ -507,24 +415,18 @@ static void show_config(struct admin *a)
 	admin_rowdesc(a, "ssss", NAMES("key", "value", "default", "changeable"));
 	for (int i = 0; config_describe(W.cfg, i, &name, value, sizeof(value), def, sizeof(def));
 	     i++)
-		admin_row(a, "ssss", name, value, def, needs_restart(name) ? "no" : "yes");
+		admin_row(a, "ssss", name, value, def, config_needs_restart(name) ? "no" : "yes");
 	admin_complete(a, "SHOW");
 }
 
 static void show_lists(struct admin *a)
 {
-	int n = shm_pool_count(W.shm), first_of[W.shm->hdr->max_pools + 1], used = 0, login = 0, used_slots = 0,
+	int n = shm_pool_count(W.shm), first_of[W.shm->hdr->max_pools + 1], used_slots = 0,
 	    users = 0;
 	int nslots = shm_slot_count(W.shm), dbs = 0;
+	struct shm_client_totals t;
 
-	for (int i = 0; i < shm_client_count(W.shm); i++) {
-		const struct shm_client *r = shm_client(W.shm, i);
-		int st = atomic_load_explicit(&r->cstate, memory_order_relaxed);
-		if (!row_in_use(r))
-			continue;
-		used++;
-		login += st == CL_LOGIN || st == CL_AUTH || st == CL_TLS;
-	}
+	shm_view_client_totals(W.shm, &t);
 	for (int i = 0; i < nslots; i++)
 		used_slots += atomic_load_explicit(&shm_slot(W.shm, i)->state,
 		                                   memory_order_relaxed) != SLOT_FREE;
@@ -533,14 +435,14 @@ static void show_lists(struct admin *a)
 	for (int i = 0; i < W.cfg->ndbs; i++)
 		dbs += W.cfg->dbs[i].host[0] != '/';
 	admin_rowdesc(a, "si", NAMES("list", "items"));
-	admin_row(a, "si", "databases", pool_dbs(n, first_of) + 1);
+	admin_row(a, "si", "databases", shm_view_dbs(W.shm, n, first_of) + 1);
 	admin_row(a, "si", "users", users);
 	admin_row(a, "si", "peers", 0);
 	admin_row(a, "si", "pools", n);
 	admin_row(a, "si", "peer_pools", 0);
-	admin_row(a, "si", "free_clients", shm_client_count(W.shm) - used);
-	admin_row(a, "si", "used_clients", used);
-	admin_row(a, "si", "login_clients", login);
+	admin_row(a, "si", "free_clients", shm_client_count(W.shm) - t.used);
+	admin_row(a, "si", "used_clients", t.used);
+	admin_row(a, "si", "login_clients", t.login);
 	admin_row(a, "si", "free_servers", nslots - used_slots);
 	admin_row(a, "si", "used_servers", used_slots);
 	admin_row(a, "si", "dns_names", dbs);
@@ -656,9 +558,9 @@ static void show_workers(struct admin *a)
 
 static void show_slots(struct admin *a)
 {
-	struct pool_view v[W.shm->hdr->max_pools];
+	struct shm_pool_view v[W.shm->hdr->max_pools];
 	uint64_t now = now_usec();
-	int n = view_pools(v, now);
+	int n = shm_view_pools(W.shm, W.cfg, v, now, VIEW_LOCK);
 	const char *types = "issssiiiiiiiiiiis";
 
 	admin_rowdesc(a, types,

@@ -588,8 +588,9 @@ void client_attach(struct client *c, struct server *sv)
 	c->server = sv;
 	atomic_store_explicit(&row_of(c)->slot, sv->slot, memory_order_release);
 	shm_stat_add(worker_stats(c->pool), STAT_ASSIGN, 1);
-	if (c->state == CL_WAITING || c->state == CL_LOGIN_WAIT)
-		shm_stat_add(worker_stats(c->pool), STAT_WAIT_TIME, W.now - c->state_since);
+	shm_stat_wait(worker_stats(c->pool), c->state == CL_WAITING || c->state == CL_LOGIN_WAIT
+	                                         ? W.now - c->state_since
+	                                         : 0);
 	if (c->state != CL_LOGIN_WAIT)
 		client_set_state(c, CL_ACTIVE);
 	if (fdcache_get(sv, gen) == ST_OK)

@@ -85,9 +85,10 @@ static void on_gone(const struct broker_msg *m)
 void fdcache_on_broker(void)
 {
 	for (;;) {
+		union broker_any u;
 		struct broker_msg m;
 		int fd;
-		int n = broker_recv(W.broker_fd, &m, &fd);
+		int n = broker_recv(W.broker_fd, &u, &fd);
 		if (n == 0) {
 			worker_unregister(W.broker_fd);
 			worker_orphaned();
@@ -95,6 +96,11 @@ void fdcache_on_broker(void)
 		}
 		if (n < 0)
 			return;
+		if (u.msg.type == BR_SET_DONE) { /* an answer for an admin session */
+			admin_set_done(&u.ctl);
+			continue;
+		}
+		m = u.msg;
 		if (m.slot < 0 || m.slot >= W.nslots) {
 			if (fd >= 0)
 				close(fd);

@@ -32,19 +32,6 @@ struct scan {
 	uint8_t hdr_len;
 };
 
-enum client_state {
-	CL_FREE = 0,
-	CL_LOGIN,      /* reading the startup packet */
-	CL_AUTH,       /* password exchange in progress (auth.c) */
-	CL_LOGIN_WAIT, /* logged in, waiting for a server to learn its parameters */
-	CL_IDLE,       /* no server, nothing to send */
-	CL_WAITING,    /* has a request, queued for a server */
-	CL_ACTIVE,     /* linked to a server */
-	CL_TLS,        /* TLS handshake after SSLRequest (tls.c) */
-	CL_ADMIN,      /* logged in to the admin console (admin.c) */
-	CL_STATE_COUNT
-};
-
 enum server_state {
 	SV_NONE = 0,   /* not held by this worker */
 	SV_CONNECTING, /* TCP/unix connect in progress */
@@ -264,6 +251,9 @@ void admin_note_login(struct client *c, const char *app_name);
 const char *admin_kill_reason(struct client *c);
 /* Each tick: publish this worker's numbers for SHOW WORKERS. */
 void admin_worker_tick(void);
+/* The master's answer to a session's SET (fdcache.c receives it). */
+struct broker_ctl;
+void admin_set_done(const struct broker_ctl *rep);
 
 /* This worker's statistics row for a pool (shm/stats.h). */
 static inline struct shm_stats *worker_stats(int pool)

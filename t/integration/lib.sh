@@ -147,7 +147,13 @@ pg_start() {
 		cat "$TMPD/initdb.log" >&2
 		die "initdb failed"
 	}
-	as_user "$PGBIN/pg_ctl" -D "$data" -l "$TMPD/postgres.log" -w -t 60 \
+	pg_run
+	pg_sql "create role $DBUSER login superuser" >/dev/null || die "create role failed"
+}
+
+# pg_run: start the server of pg_start's data directory (again, after pg_stop)
+pg_run() {
+	as_user "$PGBIN/pg_ctl" -D "$TMPD/data" -l "$TMPD/postgres.log" -w -t 60 \
 		-o "-c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=$TMPD \
 -c max_connections=${PG_MAX_CONN:-300} -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
 		start >"$TMPD/pg_ctl.log" 2>&1 || {
@@ -155,7 +161,6 @@ pg_start() {
 		die "pg_ctl start failed"
 	}
 	PG_STARTED=1
-	pg_sql "create role $DBUSER login superuser" >/dev/null || die "create role failed"
 }
 
 pg_stop() {

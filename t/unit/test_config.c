@@ -596,6 +596,103 @@ static void test_config_example_file(void)
 	CU_ASSERT_PTR_NOT_NULL(config_find_db(&cfg, cfg.dbs[0].name));
 }
 
+/* SET key = value: the loader's parsing and checks, on a copy. */
+static void test_config_set(void)
+{
+	char e[256];
+
+	config_defaults(&cfg);
+	CU_ASSERT_EQUAL(config_set(&cfg, "default_pool_size", "7", e, sizeof(e)), CFG_SET_OK);
+	CU_ASSERT_EQUAL(cfg.default_pool_size, 7);
+	CU_ASSERT_EQUAL(config_set(&cfg, "query_wait_timeout", "2.5", e, sizeof(e)), CFG_SET_OK);
+	CU_ASSERT_DOUBLE_EQUAL(cfg.query_wait_timeout, 2.5, 1e-9);
+	CU_ASSERT_EQUAL(config_set(&cfg, "server_lifetime", "30", e, sizeof(e)), CFG_SET_OK);
+	CU_ASSERT_DOUBLE_EQUAL(cfg.server_lifetime, 30, 1e-9);
+	CU_ASSERT_EQUAL(config_set(&cfg, "log_stats", "off", e, sizeof(e)), CFG_SET_OK);
+	CU_ASSERT_FALSE(cfg.log_stats);
+	CU_ASSERT_EQUAL(config_set(&cfg, "log_stats", "1", e, sizeof(e)), CFG_SET_OK);
+	CU_ASSERT_TRUE(cfg.log_stats);
+	CU_ASSERT_EQUAL(config_set(&cfg, "pool_mode", "statement", e, sizeof(e)), CFG_SET_OK);
+	CU_ASSERT_EQUAL(cfg.pool_mode, POOL_STATEMENT);
+	CU_ASSERT_EQUAL(config_set(&cfg, "server_reset_query", "", e, sizeof(e)), CFG_SET_OK);
+	CU_ASSERT_STRING_EQUAL(cfg.server_reset_query, "");
+	/* refusals leave the configuration as it was, and say why */
+	CU_ASSERT_EQUAL(config_set(&cfg, "nosuch", "1", e, sizeof(e)), CFG_SET_UNKNOWN);
+	CU_ASSERT_STRING_EQUAL(e, "unrecognized configuration parameter \"nosuch\"");
+	CU_ASSERT_EQUAL(config_set(&cfg, "max_workers", "2", e, sizeof(e)), CFG_SET_RESTART);
+	CU_ASSERT_STRING_EQUAL(
+	    e, "parameter \"max_workers\" cannot be changed without restarting pgshoal");
+	CU_ASSERT_EQUAL(config_set(&cfg, "default_pool_size", "10001", e, sizeof(e)),
+	                CFG_SET_INVALID);
+	CU_ASSERT_STRING_EQUAL(e, "\"default_pool_size\" must be between 0 and 10000");
+	CU_ASSERT_EQUAL(config_set(&cfg, "default_pool_size", "1.5", e, sizeof(e)),
+	                CFG_SET_INVALID);
+	CU_ASSERT_STRING_EQUAL(e, "\"default_pool_size\" must be an integer");
+	CU_ASSERT_EQUAL(config_set(&cfg, "query_timeout", "soon", e, sizeof(e)), CFG_SET_INVALID);
+	CU_ASSERT_EQUAL(config_set(&cfg, "query_timeout", "nan", e, sizeof(e)), CFG_SET_INVALID);
+	CU_ASSERT_EQUAL(config_set(&cfg, "log_stats", "maybe", e, sizeof(e)), CFG_SET_INVALID);
+	CU_ASSERT_EQUAL(config_set(&cfg, "pool_mode", "sometimes", e, sizeof(e)), CFG_SET_INVALID);
+	CU_ASSERT_EQUAL(config_set(&cfg, "auth_type", "md5", e, sizeof(e)), CFG_SET_INVALID);
+	CU_ASSERT_STRING_EQUAL(e, "auth_type \"md5\" needs auth_file");
+	CU_ASSERT_EQUAL(cfg.default_pool_size, 7);
+	CU_ASSERT_EQUAL(cfg.pool_mode, POOL_STATEMENT);
+	CU_ASSERT_EQUAL(cfg.auth_type, AUTH_TRUST);
+	CU_ASSERT_DOUBLE_EQUAL(cfg.query_timeout, 0, 1e-9);
+}
+
+static const char *noted[8];
+static int nnoted;
+static void note(const char *name, const char *old_value)
+{
+	(void)old_value;
+	if (nnoted < 8)
+		noted[nnoted++] = name;
+}
+
+/* A reload keeps restart-only settings, and names those the file changed. */
+static void test_config_keep_restart(void)
+{
+	struct config old, next;
+
+	config_defaults(&old);
+	config_defaults(&next);
+	next.listen_port = 7000;
+	strcpy(next.metrics_listen, "127.0.0.1:9127");
+	next.default_pool_size = 3;
+	nnoted = 0;
+	config_keep_restart(&old, &next, note);
+	CU_ASSERT_EQUAL(next.listen_port, old.listen_port);
+	CU_ASSERT_STRING_EQUAL(next.metrics_listen, "");
+	CU_ASSERT_EQUAL(next.default_pool_size, 3);
+	CU_ASSERT_EQUAL_FATAL(nnoted, 2);
+	CU_ASSERT_STRING_EQUAL(noted[0], "listen_port");
+	CU_ASSERT_STRING_EQUAL(noted[1], "metrics_listen");
+	CU_ASSERT_TRUE(config_needs_restart("so_reuseport"));
+	CU_ASSERT_FALSE(config_needs_restart("default_pool_size"));
+}
+
+static void test_config_metrics_listen(void)
+{
+	char host[64];
+	int port;
+
+	LOAD_OK("metrics_listen = \"127.0.0.1:9127\";\n");
+	CU_ASSERT_STRING_EQUAL(cfg.metrics_listen, "127.0.0.1:9127");
+	LOAD_ERR("\nmetrics_listen = \"9127\";\n", 2,
+	         "\"metrics_listen\" must be \"host:port\", \"*:port\" or \"[v6 address]:port\"");
+	LOAD_ERR("metrics_listen = \"::1:9127\";\n", 1,
+	         "\"metrics_listen\" must be \"host:port\", \"*:port\" or \"[v6 address]:port\"");
+	CU_ASSERT_EQUAL(config_split_hostport("[::1]:80", host, sizeof(host), &port), 0);
+	CU_ASSERT_STRING_EQUAL(host, "::1");
+	CU_ASSERT_EQUAL(port, 80);
+	CU_ASSERT_EQUAL(config_split_hostport("*:9127", host, sizeof(host), &port), 0);
+	CU_ASSERT_STRING_EQUAL(host, "*");
+	CU_ASSERT_EQUAL(config_split_hostport("h:0", host, sizeof(host), &port), -1);
+	CU_ASSERT_EQUAL(config_split_hostport("h:65536", host, sizeof(host), &port), -1);
+	CU_ASSERT_EQUAL(config_split_hostport("h:", host, sizeof(host), &port), -1);
+	CU_ASSERT_EQUAL(config_split_hostport("h:12x", host, sizeof(host), &port), -1);
+}
+
 void register_config(void)
 {
 	CU_pSuite s = CU_add_suite("config", NULL, NULL);
@@ -624,4 +721,7 @@ void register_config(void)
 	ADD_TEST(s, test_config_wildcard_fallback);
 	ADD_TEST(s, test_config_pool_mode_name);
 	ADD_TEST(s, test_config_example_file);
+	ADD_TEST(s, test_config_set);
+	ADD_TEST(s, test_config_keep_restart);
+	ADD_TEST(s, test_config_metrics_listen);
 }

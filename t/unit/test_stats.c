@@ -8,6 +8,7 @@
 #include "unit.h"
 #include "shm/ctl.h"
 #include "shm/stats.h"
+#include "shm/view.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -115,10 +116,84 @@ static void test_stats_ctl_switches(void)
 	teardown();
 }
 
+/* Each assignment lands in one wait bucket; the buckets sum to the count
+ * and their waits to WAIT_TIME. */
+static void test_stats_wait_histogram(void)
+{
+	static const uint64_t waits[] = {0,      100,     101,     999,     20000,
+	                                 700000, 5000000, 5000001, 60000000};
+	static const uint64_t want[STAT_WAIT_BUCKETS] = {2, 2, 0, 1, 0, 1, 1, 2};
+	struct stat_sum sum, old;
+	uint64_t total = 0;
+	int a;
+
+	setup();
+	a = shm_pool_find(&S, "app", "web", &LIM);
+	for (size_t i = 0; i < ARRAY_LEN(waits); i++) {
+		shm_stat_wait(shm_stats_row(&S, (int)(i % 3), a), waits[i]);
+		total += waits[i];
+	}
+	shm_stats_db_sum(&S, "app", shm_pool_count(&S), &sum, &old);
+	for (int b = 0; b < STAT_WAIT_BUCKETS; b++)
+		CU_ASSERT_EQUAL(sum.v[STAT_WAIT_HIST + b], want[b]);
+	CU_ASSERT_EQUAL(sum.v[STAT_WAIT_TIME], total);
+	shm_stats_db_sum(&S, "other", shm_pool_count(&S), &sum, &old);
+	CU_ASSERT_EQUAL(sum.v[STAT_WAIT_TIME], 0);
+	teardown();
+}
+
+/* The reports' view: clients by state per pool, slots by state, and the
+ * master's try-lock that does without a busy row. */
+static void test_stats_view(void)
+{
+	struct config cfg;
+	struct shm_pool_view v[4];
+	struct shm_client_totals t;
+	int a, slot, n;
+
+	setup();
+	config_defaults(&cfg);
+	a = shm_pool_find(&S, "app", "web", &LIM);
+	S.clients[0].pool = a;
+	atomic_store(&S.clients[0].cstate, CL_WAITING);
+	atomic_store(&S.clients[0].state_usec, 1000);
+	atomic_store(&S.clients[0].state, CROW_USED);
+	S.clients[1].pool = a;
+	atomic_store(&S.clients[1].cstate, CL_IDLE);
+	atomic_store(&S.clients[1].state, CROW_USED);
+	S.clients[2].pool = -1;
+	atomic_store(&S.clients[2].cstate, CL_LOGIN);
+	atomic_store(&S.clients[2].state, CROW_USED);
+	slot = shm_pool_reserve_min(&S, a, 0, 1); /* a server connecting */
+	CU_ASSERT_FATAL(slot >= 0);
+	n = shm_view_pools(&S, &cfg, v, 5000, VIEW_LOCK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(v[a].cl_waiting, 1);
+	CU_ASSERT_EQUAL(v[a].cl_idle, 1);
+	CU_ASSERT_EQUAL(v[a].maxwait, 4000);
+	CU_ASSERT_EQUAL(v[a].sv_login, 1);
+	CU_ASSERT_TRUE(v[a].row_ok);
+	CU_ASSERT_TRUE(shm_view_reachable(&v[a]));
+	shm_pool_slot_free(&S, slot, atomic_load(&S.slots[slot].gen), 6000, true, "refused");
+	shm_view_pools(&S, &cfg, v, 7000, VIEW_TRYLOCK);
+	CU_ASSERT_FALSE(shm_view_reachable(&v[a]));
+	shm_mutex_lock(&S.pools[a].lock); /* busy: the master does without the row */
+	shm_view_pools(&S, &cfg, v, 7000, VIEW_TRYLOCK);
+	shm_mutex_unlock(&S.pools[a].lock);
+	CU_ASSERT_FALSE(v[a].row_ok);
+	CU_ASSERT_EQUAL(v[a].cl_waiting, 1);
+	shm_view_client_totals(&S, &t);
+	CU_ASSERT_EQUAL(t.used, 3);
+	CU_ASSERT_EQUAL(t.login, 1);
+	teardown();
+}
+
 void register_stats(void)
 {
 	CU_pSuite s = CU_add_suite("stats", NULL, NULL);
 	ADD_TEST(s, test_stats_sum_over_workers);
 	ADD_TEST(s, test_stats_averages);
 	ADD_TEST(s, test_stats_ctl_switches);
+	ADD_TEST(s, test_stats_wait_histogram);
+	ADD_TEST(s, test_stats_view);
 }
