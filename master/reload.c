@@ -5,7 +5,9 @@
  * value is logged and the old one kept. Everything else is published as a
  * new snapshot, which workers take at their next loop turn; pools whose
  * server (host, port, dbname, user, password) changed get a new recycle
- * generation, so their connections are replaced at release.
+ * generation, so their connections are replaced at release — all pools
+ * when a server_tls_* setting changed (no connection made under weaker TLS
+ * settings outlives the reload).
  */
 #include "master.h"
 
@@ -51,9 +53,21 @@ static bool same_server(const struct config_db *a, const struct config_db *b)
 	       strcmp(a->user, b->user) == 0 && strcmp(a->password, b->password) == 0;
 }
 
+static bool same_server_tls(const struct config *a, const struct config *b)
+{
+	return a->server_tls_sslmode == b->server_tls_sslmode &&
+	       strcmp(a->server_tls_ca_file, b->server_tls_ca_file) == 0 &&
+	       strcmp(a->server_tls_cert_file, b->server_tls_cert_file) == 0 &&
+	       strcmp(a->server_tls_key_file, b->server_tls_key_file) == 0 &&
+	       strcmp(a->server_tls_protocols, b->server_tls_protocols) == 0 &&
+	       strcmp(a->server_tls_ciphers, b->server_tls_ciphers) == 0;
+}
+
 /* Pools whose database entry now points elsewhere: recycle their servers. */
 static void recycle_changed_pools(const struct config *old, const struct config *next)
 {
+	bool tls_changed = !same_server_tls(old, next);
+
 	for (int p = 0; p < (int)M.shm.hdr->max_pools; p++) {
 		struct shm_pool *row = &M.shm.pools[p];
 		const struct config_db *a, *b;
@@ -61,7 +75,7 @@ static void recycle_changed_pools(const struct config *old, const struct config 
 			break;
 		a = config_find_db(old, row->db);
 		b = config_find_db(next, row->db);
-		if (a && b && same_server(a, b))
+		if (a && b && same_server(a, b) && !tls_changed)
 			continue;
 		atomic_fetch_add(&row->recycle_gen, 1);
 		log_error(LOG_INFO, 0, "pool %s/%s: server settings changed, recycling its connections", row->db,
