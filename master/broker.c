@@ -3,6 +3,9 @@
  * server socket (deposited by the worker that opened it) and hands copies
  * to workers that lease a slot they have none of. It never blocks: a
  * request for a socket not yet deposited waits in a short pending list.
+ * TLS server connections are never deposited: their OpenSSL state lives in
+ * the worker that opened them, which alone may use them, so a request for
+ * one is answered BR_GONE.
  */
 #include "master.h"
 #include "shm/broker_msg.h"
@@ -87,7 +90,10 @@ static void settle_pending(void)
 
 static void on_request(int worker, const struct broker_msg *m)
 {
-	if (held[m->slot].fd >= 0 && held[m->slot].gen == m->gen) {
+	if (M.shm.slots[m->slot].tls_owner >= 0 &&
+	    atomic_load(&M.shm.slots[m->slot].gen) == m->gen) {
+		reply(worker, BR_GONE, m->slot, m->gen, -1);
+	} else if (held[m->slot].fd >= 0 && held[m->slot].gen == m->gen) {
 		reply(worker, BR_GIVE, m->slot, m->gen, held[m->slot].fd);
 	} else if (atomic_load(&M.shm.slots[m->slot].gen) != m->gen) {
 		reply(worker, BR_GONE, m->slot, m->gen, -1);

@@ -8,7 +8,8 @@
  * password) changed get a new recycle generation, so their connections are
  * replaced at release. The file's values replace whatever the console's
  * SET changed (PgBouncer's rule); SET itself goes through
- * master_apply_config too (ctl.c).
+ * master_apply_config too (ctl.c). A changed server_tls_* setting recycles
+ * every pool (no connection made under weaker TLS settings outlives it).
  */
 #include "master.h"
 
@@ -30,9 +31,21 @@ static bool same_server(const struct config_db *a, const struct config_db *b)
 	       strcmp(a->user, b->user) == 0 && strcmp(a->password, b->password) == 0;
 }
 
+static bool same_server_tls(const struct config *a, const struct config *b)
+{
+	return a->server_tls_sslmode == b->server_tls_sslmode &&
+	       strcmp(a->server_tls_ca_file, b->server_tls_ca_file) == 0 &&
+	       strcmp(a->server_tls_cert_file, b->server_tls_cert_file) == 0 &&
+	       strcmp(a->server_tls_key_file, b->server_tls_key_file) == 0 &&
+	       strcmp(a->server_tls_protocols, b->server_tls_protocols) == 0 &&
+	       strcmp(a->server_tls_ciphers, b->server_tls_ciphers) == 0;
+}
+
 /* Pools whose database entry now points elsewhere: recycle their servers. */
 static void recycle_changed_pools(const struct config *old, const struct config *next)
 {
+	bool tls_changed = !same_server_tls(old, next);
+
 	for (int p = 0; p < (int)M.shm.hdr->max_pools; p++) {
 		struct shm_pool *row = &M.shm.pools[p];
 		const struct config_db *a, *b;
@@ -40,7 +53,7 @@ static void recycle_changed_pools(const struct config *old, const struct config 
 			break;
 		a = config_find_db(old, row->db);
 		b = config_find_db(next, row->db);
-		if (a && b && same_server(a, b))
+		if (a && b && same_server(a, b) && !tls_changed)
 			continue;
 		atomic_fetch_add(&row->recycle_gen, 1);
 		log_error(LOG_INFO, 0, "pool %s/%s: server settings changed, recycling its connections", row->db,

@@ -34,7 +34,6 @@
  */
 #define CFG_DEFAULT_SERVER_SOCKET_DIR "/var/run/postgresql"
 #define CFG_DEFAULT_SERVER_PORT       5432
-#define CFG_MAX_WORKERS               128
 #define CFG_MAX_POOL_SIZE             10000
 #define CFG_MAX_SECONDS               1e9 /* ~31 years; keeps seconds * 1e6 well inside uint64 */
 
@@ -709,9 +708,6 @@ static int check_auth_tls(struct loader *ld, struct config *cfg, const config_se
 	if (cfg->client_tls_sslmode >= TLS_VERIFY_CA && !cfg->client_tls_ca_file[0])
 		return fail(ld, ct, "client_tls_sslmode \"%s\" needs client_tls_ca_file",
 		            config_tls_mode_names[cfg->client_tls_sslmode]);
-	if (cfg->server_tls_sslmode != TLS_DISABLE) /* worker/tls.c: client side only so far */
-		return fail(ld, member(root, "server_tls_sslmode"),
-		            "server_tls_sslmode other than \"disable\" is not supported yet");
 	if (cfg->server_tls_sslmode >= TLS_VERIFY_CA && !cfg->server_tls_ca_file[0])
 		return fail(ld, member(root, "server_tls_sslmode"),
 		            "server_tls_sslmode \"%s\" needs server_tls_ca_file",

@@ -18,6 +18,7 @@
 #define CFG_MAX_DBS 64
 #define CFG_MAX_USERS 64
 #define CFG_HBA_TEXT_LEN 32768
+#define CFG_MAX_WORKERS 128
 
 enum pool_mode {
 	POOL_INHERIT = -1, /* per-db / per-user entry: use the global pool_mode */

@@ -19,6 +19,19 @@ enum lease_result {
 	LEASE_QUEUED,  /* the client is on the FIFO; a handoff will come */
 	LEASE_CONNECT, /* queued, and *slot was reserved: the caller connects it */
 	LEASE_FAILED,  /* the pool never had a server and its last login failed */
+	LEASE_EVICT,   /* queued; *slot, another worker's idle TLS slot, was claimed
+	                * for its owner to close (HANDOFF_CLOSE): the room goes to
+	                * the worker whose client waited longest */
+};
+
+/* What a release (or a new connection) came to. */
+enum release_result {
+	RELEASE_IDLE = 0, /* onto the idle stack */
+	RELEASE_HANDED,   /* leased to h->client of *to_worker */
+	RELEASE_MOVED,    /* a TLS slot with no waiter of its owner: freed (its owner
+	                   * closes the connection); h->slot >= 0 was reserved for
+	                   * *to_worker, whose client waited longest, to open
+	                   * (HANDOFF_OPEN) */
 };
 
 /* Find the row for (db, user), creating it with lim; -1 if the table is full. */
@@ -42,13 +55,23 @@ int shm_pool_lease(struct shm *s, int pool, int client, uint64_t now, const uint
 int shm_pool_grow(struct shm *s, int pool, int worker, bool use_reserve, int *slot);
 
 /*
- * Release a leased slot: to the longest-waiting client of any worker (true;
- * *h says which client, *to_worker which worker must be told) or onto the
- * idle stack (false).
+ * Release a leased slot: to the longest-waiting client of any worker
+ * (RELEASE_HANDED; *h says which client, *to_worker which worker must be
+ * told) or onto the idle stack (RELEASE_IDLE, 0). A TLS slot goes to its
+ * owner's clients only, or moves (RELEASE_MOVED, see enum release_result).
  */
-bool shm_pool_release(struct shm *s, int slot, uint64_t now, struct shm_handoff *h, int *to_worker);
+int shm_pool_release(struct shm *s, int slot, uint64_t now, struct shm_handoff *h, int *to_worker);
 /* A CONNECTING slot logged in: count it, then release it as above. */
-bool shm_pool_connected(struct shm *s, int slot, uint64_t now, struct shm_handoff *h, int *to_worker);
+int shm_pool_connected(struct shm *s, int slot, uint64_t now, struct shm_handoff *h,
+                       int *to_worker);
+/* A TLS slot was freed: reserve a slot for the worker of the oldest waiter
+ * that no connection in flight covers (a TLS connection serves only its own
+ * worker). ST_OK with *slot and *worker, else ST_AGAIN. */
+int shm_pool_grow_for_waiter(struct shm *s, int pool, int *slot, int *worker);
+/* A client of `worker` waits, the pool is full and idle slots are other
+ * workers' TLS connections: claim one for its owner to close, as
+ * LEASE_EVICT does. ST_OK with *slot (its owner is shm_slot->owner). */
+int shm_pool_evict(struct shm *s, int pool, int worker, uint64_t now, int *slot);
 /* A slot's connection is gone (or its login failed: failed = true with err).
  * Only if the slot is still at generation gen: a holder that learns late
  * that its slot died must not free the slot's next user. */

@@ -3,9 +3,14 @@
  * master never waits on a pool lock: it tries it, or takes it over when the
  * holder is dead, and otherwise comes back on its next tick. Repair rebuilds
  * a pool's counts and idle stack from the slot records, so a worker that died
- * inside a critical section leaves nothing inconsistent behind.
+ * inside a critical section leaves nothing inconsistent behind. A TLS slot
+ * dies with its owner (only it held the OpenSSL state), idle or not; the
+ * janitor leaves idle TLS slots to their owner, which alone can close them
+ * cleanly (worker/server_tls.c).
  */
 #include "pool.h"
+
+#include <string.h>
 
 /* Rebuild the derived fields of a locked pool row from its slots. */
 static void rebuild_pool(struct shm *s, int pool)
@@ -13,7 +18,7 @@ static void rebuild_pool(struct shm *s, int pool)
 	struct shm_pool *row = &s->pools[pool];
 	int first = pool * (int)s->hdr->slots_per_pool;
 
-	row->nservers = row->nconnecting = row->nidle = 0;
+	row->nservers = row->nconnecting = row->nidle = row->nevicting = 0;
 	for (int i = first; i < first + (int)s->hdr->slots_per_pool; i++) {
 		int st = atomic_load_explicit(&s->slots[i].state, memory_order_relaxed);
 		if (st == SLOT_FREE)
@@ -23,6 +28,9 @@ static void rebuild_pool(struct shm *s, int pool)
 			row->nconnecting++;
 		else if (st == SLOT_IDLE)
 			s->idle[first + row->nidle++] = i;
+		else if (atomic_load_explicit(&s->slots[i].client, memory_order_relaxed) ==
+		         SLOT_CLIENT_EVICTING)
+			row->nevicting++;
 	}
 }
 
@@ -31,6 +39,7 @@ static void drop_waiters(struct shm *s, struct shm_pool *row, int worker)
 {
 	int prev = -1;
 	row->nwaiting = 0;
+	memset(row->nwaiting_of, 0, sizeof(row->nwaiting_of));
 	for (int i = row->wait_head; i >= 0;) {
 		struct shm_client *c = shm_client(s, i);
 		int next = c->wait_next;
@@ -44,13 +53,15 @@ static void drop_waiters(struct shm *s, struct shm_pool *row, int worker)
 		} else {
 			prev = i;
 			row->nwaiting++;
+			row->nwaiting_of[shm_client_worker(s, i)]++;
 		}
 		i = next;
 	}
 	row->wait_tail = prev;
 }
 
-/* Free the slots the dead worker leased or was connecting. */
+/* Free the slots the dead worker leased or was connecting, and its idle TLS
+ * slots (their sockets closed with it). */
 static void free_worker_slots(struct shm *s, int pool, int worker, int *close, int max, int *nclose)
 {
 	struct shm_pool *row = &s->pools[pool];
@@ -59,8 +70,9 @@ static void free_worker_slots(struct shm *s, int pool, int worker, int *close, i
 	for (int i = first; i < first + (int)s->hdr->slots_per_pool; i++) {
 		struct shm_slot *sl = &s->slots[i];
 		int st = atomic_load_explicit(&sl->state, memory_order_relaxed);
-		if ((st != SLOT_ACTIVE && st != SLOT_CONNECTING) ||
-		    atomic_load_explicit(&sl->owner, memory_order_relaxed) != worker)
+		bool held = (st == SLOT_ACTIVE || st == SLOT_CONNECTING) &&
+		            atomic_load_explicit(&sl->owner, memory_order_relaxed) == worker;
+		if (!held && !(st == SLOT_IDLE && sl->tls_owner == worker))
 			continue;
 		atomic_store_explicit(&sl->state, SLOT_FREE, memory_order_relaxed);
 		atomic_store_explicit(&sl->owner, -1, memory_order_relaxed);
@@ -116,7 +128,7 @@ int shm_pool_reap_idle(struct shm *s, int pool, uint64_t now, double idle_timeou
 		bool old = lifetime > 0 && now > sl->created_usec &&
 		           now - sl->created_usec > (uint64_t)(lifetime * 1e6);
 		bool stale = sl->recycle_gen != atomic_load_explicit(&row->recycle_gen, memory_order_relaxed);
-		if (!idle_out && !old && !stale)
+		if ((!idle_out && !old && !stale) || sl->tls_owner >= 0)
 			continue;
 		close[n++] = stack[k];
 		stack[k] = stack[--row->nidle];

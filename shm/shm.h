@@ -12,12 +12,13 @@
 #include "futex.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #define SHM_MAGIC 0x4c534750u /* "PGSL" */
-#define SHM_VERSION 4 /* 3: hba branch (md5 in pools); 4: wait histogram (metrics) */
+#define SHM_VERSION 5 /* 3: md5 in pools (hba); 4: wait histogram (metrics); 5: TLS slot owner */
 #define CACHELINE 64
 #define SHM_MIN_SLOTS_PER_POOL 100
 
@@ -93,6 +94,9 @@ struct shm_pool {
 	int nidle;                    /* entries on the idle stack */
 	int wait_head, wait_tail;     /* client indices, -1 = empty */
 	int nwaiting;
+	int nevicting;                /* idle TLS slots claimed for their owner to close
+	                               * (another worker's client needs the room) */
+	uint16_t nwaiting_of[CFG_MAX_WORKERS]; /* waiters per worker, for TLS slots */
 	uint64_t last_fail_usec;      /* last failed server login, 0 = none */
 	char last_error[256];         /* that failure's message for clients */
 	/* the server's ParameterStatus set, for welcoming clients without a
@@ -126,8 +130,12 @@ struct shm_slot {
 	/* set by the connecting worker before it publishes the slot (IDLE or
 	 * handed over under the pool lock) and read by lessees afterwards */
 	int32_t be_pid, be_key;
-	struct sockaddr_storage addr; /* server address, for cancel requests */
+	/* the worker holding the connection's TLS state, -1 = plain: set by the
+	 * connecting worker before it publishes the slot; reset by reserve.
+	 * Such a slot is leased by that worker only (shm/pool.c) */
+	int32_t tls_owner;
 	socklen_t addrlen;
+	struct sockaddr_storage addr; /* server address, for cancel requests */
 	uint64_t created_usec;
 	uint64_t idle_since_usec;     /* under pool lock */
 	uint32_t recycle_gen;         /* the pool's recycle_gen when this connection was made */
@@ -136,6 +144,8 @@ struct shm_slot {
 	 * process leasing the slot (single writer at a time) */
 	char params[PARAM_COUNT][PARAM_VALUE_LEN];
 } __attribute__((aligned(CACHELINE)));
+_Static_assert(offsetof(struct shm_slot, tls_owner) < CACHELINE,
+               "a lease reads tls_owner with state and gen: keep them on one cache line");
 
 enum client_row_state {
 	CROW_FREE = 0,
@@ -183,7 +193,14 @@ struct shm_client {
 };
 
 /* A handoff pushed into a worker's inbox: slot given to one of its clients
- * (slot >= 0), or a failure for a waiting client (slot = -1). */
+ * (slot >= 0), or a failure for a waiting client (slot = -1). Commands
+ * instead of a client: HANDOFF_OPEN, open this reserved slot (min_pool_size,
+ * or room a TLS slot gave up); HANDOFF_CLOSE, close this TLS slot of yours,
+ * claimed for another worker's client. */
+#define HANDOFF_OPEN (-1)
+#define HANDOFF_CLOSE (-2)
+/* shm_slot.client of a TLS slot claimed for its owner to close */
+#define SLOT_CLIENT_EVICTING (-2)
 struct shm_handoff {
 	int32_t client;
 	uint32_t client_gen;

@@ -378,7 +378,7 @@ static void server_row(struct admin *a, int i, const char *state, uint64_t now)
 	admin_row(a, socket_types, "S", row->user, row->db, "none", state, addr, port,
 	          (const char *)NULL, 0, admin_wall_of(sl->created_usec),
 	          admin_wall_of(sl->idle_since_usec), 0, 0, stale ? 1 : 0, ptr, link,
-	          (int)sl->be_pid, "", app, 0, i);
+	          (int)sl->be_pid, sl->tls_owner >= 0 ? "TLS" : "", app, 0, i);
 }
 
 static void show_servers(struct admin *a)

@@ -54,7 +54,7 @@ void client_update_events(struct client *c)
 	uint32_t want = 0;
 	if (c->closing)
 		return;
-	if (c->admin)
+	if (c->admin && c->state != CL_AUTH) /* the console's once logged in */
 		return admin_update_events(c);
 	if (buf_len(&c->out) > 0 || (c->server && c->server->in.data && buf_len(&c->server->in) > 0 &&
 	                             c->server->state == SV_ACTIVE && c->server->in.scan > c->server->in.start))
@@ -564,7 +564,11 @@ void client_request_server(struct client *c)
 		client_attach(c, &W.servers[slot]);
 		break;
 	case LEASE_CONNECT:
-		server_connect(slot, c);
+	case LEASE_EVICT: /* another worker's idle TLS slot is closed for the room */
+		if (r == LEASE_CONNECT)
+			server_connect(slot, c);
+		else
+			server_tls_ask_close(slot);
 		/* fall through */
 	case LEASE_QUEUED:
 		if (c->state != CL_LOGIN_WAIT)
@@ -609,7 +613,10 @@ void client_on_handoff(const struct shm_handoff *h)
 {
 	struct client *c;
 
-	if (h->client < 0) { /* the master's janitor: open this slot (min_pool_size) */
+	if (h->client == HANDOFF_CLOSE) /* another worker needs the room of our idle TLS slot */
+		return server_tls_on_close_request(h);
+	/* HANDOFF_OPEN: open this slot (min_pool_size, or room a TLS slot gave up) */
+	if (h->client < 0) {
 		struct shm_slot *sl = shm_slot(W.shm, h->slot);
 		if (atomic_load(&sl->gen) == h->slot_gen && atomic_load(&sl->state) == SLOT_CONNECTING &&
 		    atomic_load(&sl->owner) == W.index)

@@ -2,8 +2,9 @@
  * fdcache.c — a worker's copies of server sockets, one per slot at the
  * generation it was fetched for. A worker that leases a slot it has no copy
  * of asks the master's fd broker once (BR_REQUEST) and caches the answer; a
- * worker that opened a connection deposits a copy with the master. Stale
- * copies (older generation) are closed when the slot is next used here.
+ * worker that opened a connection deposits a copy with the master, unless
+ * it is a TLS connection: only this worker can use that one. Stale copies
+ * (older generation) are closed when the slot is next used here.
  */
 #include "worker.h"
 #include "shm/broker_msg.h"
@@ -14,6 +15,8 @@
 
 void fdcache_forget(struct server *sv)
 {
+	if (sv->tls)
+		tls_close(&sv->tls);
 	if (sv->fd < 0)
 		return;
 	if (sv->registered)
@@ -46,6 +49,8 @@ void fdcache_deposit(struct server *sv)
 {
 	struct broker_msg m = {.type = BR_DEPOSIT, .slot = sv->slot, .gen = sv->gen};
 	W.local_gen[sv->slot] = sv->gen;
+	if (sv->tls)
+		return; /* its OpenSSL state is here alone: no copy for others */
 	if (broker_send(W.broker_fd, &m, sv->fd) < 0)
 		log_error(LOG_ERR, errno, "sendmsg(SCM_RIGHTS) to the master failed");
 }

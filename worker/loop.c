@@ -280,7 +280,9 @@ void worker_main(int index, const struct worker_env *env)
 		tls_busy = tls_run_pending(); /* bytes inside OpenSSL, unseen by epoll */
 		client_free_closed();
 		maybe_reload();
-		if (W.draining && W.nclients == 0)
+		if (W.draining && W.nclients == 0) {
+			server_tls_close_all();
 			exit(0);
+		}
 	}
 }

@@ -5,7 +5,8 @@
  * check, and giving them back to the shared pool. Runs in worker processes.
  * A worker touches a server socket only while the slot is its own (owner and
  * generation in shared memory); registrations left from earlier leases are
- * dropped on their first event.
+ * dropped on their first event. TLS to the server, and the affinity of TLS
+ * slots to the worker that opened them, are server_tls.c's.
  */
 #include "worker.h"
 #include "io.h"
@@ -23,7 +24,7 @@
 #include <unistd.h>
 
 static const char *const server_state_names[SV_STATE_COUNT] = {
-	"none", "connecting", "login", "wait_fd", "sync", "active",
+	"none", "connecting", "login", "wait_fd", "sync", "active", "tls",
 };
 
 void server_set_state(struct server *sv, enum server_state st)
@@ -42,6 +43,7 @@ void server_update_events(struct server *sv)
 		return;
 	switch (sv->state) {
 	case SV_CONNECTING: want = EPOLLOUT; break;
+	case SV_TLS: return; /* the handshake says what it waits for */
 	case SV_LOGIN:
 	case SV_SYNC: want = EPOLLIN; break;
 	case SV_ACTIVE:
@@ -69,13 +71,28 @@ static void deliver(const struct shm_handoff *h, int to_worker)
 	shm_worker_wake(W.shm, to_worker);
 }
 
+/* After a release or a new connection: deliver, or (a TLS slot whose room
+ * moved to another worker) close the connection first, then tell that
+ * worker to open its own. */
+static void after_release(int slot, int r, const struct shm_handoff *h, int to)
+{
+	if (r == RELEASE_MOVED) {
+		log_debug(DBG_POOL, "S-%d: its room goes to worker %d, whose client waited longer",
+		          slot, to);
+		server_tls_drop(&W.servers[slot], true);
+		if (h->slot < 0)
+			return;
+	}
+	if (r != RELEASE_IDLE)
+		deliver(h, to);
+}
+
 /* Put a slot we hold (or that was handed to a departed client) back. */
 void server_release_unheld(int slot)
 {
 	struct shm_handoff h;
-	int to;
-	if (shm_pool_release(W.shm, slot, W.now, &h, &to))
-		deliver(&h, to);
+	int to, r = shm_pool_release(W.shm, slot, W.now, &h, &to);
+	after_release(slot, r, &h, to);
 }
 
 static void unlink_client(struct server *sv)
@@ -165,10 +182,13 @@ void server_close(struct server *sv, const char *reason)
 {
 	struct broker_msg m = {.type = BR_CLOSE, .slot = sv->slot, .gen = sv->gen};
 	int pool = shm_slot(W.shm, sv->slot)->pool;
+	bool tls = sv->tls != NULL;
 	int newslot;
 
 	log_debug(DBG_POOL, "S-%d: closing: %s", sv->slot, reason);
-	if (sv->fd >= 0) {
+	if (tls) {
+		server_tls_drop(sv, sv->state == SV_ACTIVE || sv->state == SV_SYNC);
+	} else if (sv->fd >= 0) {
 		if (sv->state == SV_ACTIVE || sv->state == SV_SYNC)
 			(void)!send(sv->fd, "X\0\0\0\4", 5, MSG_NOSIGNAL | MSG_DONTWAIT);
 		shutdown(sv->fd, SHUT_RDWR);
@@ -180,7 +200,9 @@ void server_close(struct server *sv, const char *reason)
 	unlink_client(sv);
 	server_set_state(sv, SV_NONE);
 	shm_pool_slot_free(W.shm, sv->slot, sv->gen, W.now, false, NULL);
-	if (shm_pool_grow(W.shm, pool, W.index, false, &newslot) == ST_OK)
+	if (tls)
+		server_tls_grow(pool); /* a TLS connection serves its worker only */
+	else if (shm_pool_grow(W.shm, pool, W.index, false, &newslot) == ST_OK)
 		server_connect(newslot, NULL);
 }
 
@@ -210,6 +232,8 @@ void server_grow(int pool, bool use_reserve)
 	int slot;
 	if (shm_pool_grow(W.shm, pool, W.index, false, &slot) == ST_OK) {
 		server_connect(slot, NULL);
+	} else if (server_tls_evict(pool)) {
+		/* another worker closes an idle TLS connection: the room comes here */
 	} else if (use_reserve && shm_pool_grow(W.shm, pool, W.index, true, &slot) == ST_OK) {
 		log_error(LOG_INFO, 0, "pool %s/%s: taking a connection from the reserve pool",
 		          W.shm->pools[pool].db, W.shm->pools[pool].user);
@@ -221,11 +245,11 @@ void server_grow(int pool, bool use_reserve)
 void server_publish(struct server *sv)
 {
 	struct shm_handoff h;
-	int to;
+	int to, r;
 	fdcache_deposit(sv);
 	server_set_state(sv, SV_NONE);
-	if (shm_pool_connected(W.shm, sv->slot, W.now, &h, &to))
-		deliver(&h, to);
+	r = shm_pool_connected(W.shm, sv->slot, W.now, &h, &to);
+	after_release(sv->slot, r, &h, to);
 }
 
 static int open_socket(const struct sockaddr_storage *sa, socklen_t len)
@@ -526,7 +550,8 @@ static void connect_done(struct server *sv)
 		server_fail(sv, msg);
 		return;
 	}
-	login_send_startup(sv);
+	if (!server_tls_start(sv))
+		login_send_startup(sv);
 }
 
 static void login_read(struct server *sv)
@@ -625,6 +650,7 @@ void server_on_event(struct server *sv, uint32_t events)
 	}
 	switch (sv->state) {
 	case SV_CONNECTING: connect_done(sv); break;
+	case SV_TLS: server_tls_on_event(sv); break;
 	case SV_LOGIN: login_read(sv); break;
 	case SV_SYNC: sync_read(sv); break;
 	case SV_WAIT_FD: break;
@@ -679,7 +705,9 @@ void server_tick(uint64_t now)
 	for (int i = 0; i < W.nslots; i++) {
 		struct server *sv = &W.servers[i];
 		struct client *c = sv->client;
-		if ((sv->state == SV_CONNECTING || sv->state == SV_LOGIN) &&
+		if (sv->tls)
+			server_tls_tick(sv);
+		if ((sv->state == SV_CONNECTING || sv->state == SV_TLS || sv->state == SV_LOGIN) &&
 		    past(sv->since, W.cfg->server_connect_timeout)) {
 			server_fail(sv, "server_connect_timeout");
 		} else if (sv->state == SV_WAIT_FD && past(sv->since, W.cfg->server_connect_timeout)) {

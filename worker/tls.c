@@ -1,10 +1,12 @@
 /*
  * tls.c — TLS with OpenSSL 3 for client connections (pgshoal is the TLS
- * server) and the bytes of io.h's wrappers. Runs in worker processes; each
- * worker builds its own SSL_CTX from the configuration at first use and
- * again after a reload (a new configuration generation), so new
- * certificates apply to new connections while established ones keep the
- * context they started with (SSL objects hold a reference).
+ * server), the OpenSSL side of server connections (pgshoal is the TLS
+ * client; the protocol around it is server_tls.c) and the bytes of io.h's
+ * wrappers. Runs in worker processes; each worker builds its own SSL_CTXs
+ * from the configuration at first use and again after a reload (a new
+ * configuration generation), so new certificates apply to new connections
+ * while established ones keep the context they started with (SSL objects
+ * hold a reference).
  *
  * Invariants: a handshake never blocks the loop (SSL_do_handshake driven by
  * epoll, CL_TLS); bytes OpenSSL decrypted but we did not take yet are
@@ -15,6 +17,7 @@
 #include "io.h"
 #include "shm/scram.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <openssl/err.h>
@@ -24,9 +27,15 @@
 #include <string.h>
 #include <sys/epoll.h>
 
-static SSL_CTX *accept_ctx; /* for clients: we are the TLS server */
-static uint32_t accept_gen;
-static bool accept_tried;
+/* A context built from the configuration, again after each reload
+ * (cached_ctx). */
+struct ctx_cache {
+	SSL_CTX *ctx;
+	uint32_t gen;
+	bool tried;
+};
+static struct ctx_cache accept_cache;  /* for clients: we are the TLS server */
+static struct ctx_cache connect_cache; /* for servers: we are the TLS client */
 
 static void **pending; /* clients/servers with bytes inside OpenSSL */
 static int npending, pending_cap;
@@ -100,36 +109,39 @@ static void common_options(SSL_CTX *ctx)
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 }
 
-static SSL_CTX *build_accept_ctx(const struct config *cfg)
+/* Protocols and ciphers of one side ("client" or "server" settings);
+ * -1 with *what naming the setting that failed. */
+static int set_versions(SSL_CTX *ctx, const char *side, const char *protocols, const char *ciphers,
+                        const char *tls13, char *what, size_t cap)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	const char *what = "SSL_CTX_new";
+	snprintf(what, cap, "%s_tls_protocols", side);
+	if (set_protocols(ctx, protocols) < 0)
+		return -1;
+	snprintf(what, cap, "%s_tls_ciphers", side);
+	return set_ciphers(ctx, ciphers, tls13);
+}
 
-	if (!ctx)
-		goto fail;
-	common_options(ctx);
+static int setup_accept_ctx(SSL_CTX *ctx, const struct config *cfg, char *what, size_t cap)
+{
+	if (set_versions(ctx, "client", cfg->client_tls_protocols, cfg->client_tls_ciphers,
+	                 cfg->client_tls13_ciphers, what, cap) < 0)
+		return -1;
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	what = "client_tls_protocols";
-	if (set_protocols(ctx, cfg->client_tls_protocols) < 0)
-		goto fail;
-	what = "client_tls_ciphers";
-	if (set_ciphers(ctx, cfg->client_tls_ciphers, cfg->client_tls13_ciphers) < 0)
-		goto fail;
-	what = "client_tls_cert_file";
+	snprintf(what, cap, "client_tls_cert_file");
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->client_tls_cert_file) != 1)
-		goto fail;
-	what = "client_tls_key_file";
+		return -1;
+	snprintf(what, cap, "client_tls_key_file");
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->client_tls_key_file, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1)
-		goto fail;
+		return -1;
 	if (cfg->client_tls_ca_file[0]) {
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->client_tls_ca_file);
-		what = "client_tls_ca_file";
+		snprintf(what, cap, "client_tls_ca_file");
 		if (!names ||
 		    SSL_CTX_load_verify_locations(ctx, cfg->client_tls_ca_file, NULL) != 1) {
 			sk_X509_NAME_pop_free(names, X509_NAME_free);
-			goto fail;
+			return -1;
 		}
 		SSL_CTX_set_client_CA_list(ctx, names);
 		/* verify-ca/-full: a client certificate is required; below, one
@@ -140,27 +152,59 @@ static SSL_CTX *build_accept_ctx(const struct config *cfg)
 		                                          : 0),
 		                   NULL);
 	}
-	return ctx;
-fail:
-	log_error(LOG_ERR, 0, "client TLS setup failed (%s): %s", what, ssl_error());
-	SSL_CTX_free(ctx);
-	return NULL;
+	return 0;
 }
 
-/* This worker's client-facing context, rebuilt after a reload; a failed
- * rebuild keeps the previous one. */
-static SSL_CTX *get_accept_ctx(void)
+/* For servers: protocols, ciphers, our certificate for the server's cert
+ * auth (optional), and at verify-ca/-full the CA the server's must chain
+ * to (allow/prefer/require check nothing, as in libpq and PgBouncer). */
+static int setup_connect_ctx(SSL_CTX *ctx, const struct config *cfg, char *what, size_t cap)
 {
-	if (!accept_tried || accept_gen != W.config_gen) {
-		SSL_CTX *ctx = build_accept_ctx(W.cfg);
-		accept_tried = true;
-		accept_gen = W.config_gen;
-		if (ctx) {
-			SSL_CTX_free(accept_ctx);
-			accept_ctx = ctx;
-		}
+	if (set_versions(ctx, "server", cfg->server_tls_protocols, cfg->server_tls_ciphers, "",
+	                 what, cap) < 0)
+		return -1;
+	snprintf(what, cap, "server_tls_cert_file");
+	if (cfg->server_tls_cert_file[0] &&
+	    SSL_CTX_use_certificate_chain_file(ctx, cfg->server_tls_cert_file) != 1)
+		return -1;
+	snprintf(what, cap, "server_tls_key_file");
+	if (cfg->server_tls_key_file[0] &&
+	    (SSL_CTX_use_PrivateKey_file(ctx, cfg->server_tls_key_file, SSL_FILETYPE_PEM) != 1 ||
+	     SSL_CTX_check_private_key(ctx) != 1))
+		return -1;
+	snprintf(what, cap, "server_tls_ca_file");
+	if (cfg->server_tls_ca_file[0] &&
+	    SSL_CTX_load_verify_locations(ctx, cfg->server_tls_ca_file, NULL) != 1)
+		return -1;
+	SSL_CTX_set_verify(
+	    ctx, cfg->server_tls_sslmode >= TLS_VERIFY_CA ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
+	    NULL);
+	return 0;
+}
+
+/* This worker's context for one side, built from the configuration at first
+ * use and again after each reload; a failed rebuild keeps the previous one. */
+static SSL_CTX *cached_ctx(struct ctx_cache *c, const SSL_METHOD *method, const char *side,
+                           int (*setup)(SSL_CTX *, const struct config *, char *, size_t))
+{
+	char what[64] = "SSL_CTX_new";
+	SSL_CTX *ctx;
+
+	if (c->tried && c->gen == W.config_gen)
+		return c->ctx;
+	c->tried = true;
+	c->gen = W.config_gen;
+	ctx = SSL_CTX_new(method);
+	if (ctx)
+		common_options(ctx);
+	if (!ctx || setup(ctx, W.cfg, what, sizeof(what)) < 0) {
+		log_error(LOG_ERR, 0, "%s TLS setup failed (%s): %s", side, what, ssl_error());
+		SSL_CTX_free(ctx);
+		return c->ctx;
 	}
-	return accept_ctx;
+	SSL_CTX_free(c->ctx);
+	c->ctx = ctx;
+	return ctx;
 }
 
 /* ------------------------------------------------------- pending reads */
@@ -301,7 +345,10 @@ void tls_close(void **tls)
 
 bool tls_client_begin(struct client *c)
 {
-	SSL_CTX *ctx = W.cfg->client_tls_sslmode != TLS_DISABLE ? get_accept_ctx() : NULL;
+	SSL_CTX *ctx =
+	    W.cfg->client_tls_sslmode == TLS_DISABLE
+	        ? NULL
+	        : cached_ctx(&accept_cache, TLS_server_method(), "client", setup_accept_ctx);
 	SSL *ssl;
 
 	if (!ctx || c->tls) {
@@ -330,33 +377,46 @@ bool tls_client_begin(struct client *c)
 	return false;
 }
 
-void tls_client_handshake(struct client *c)
+/* One step of a handshake driven by epoll: ST_OK when done (logged as
+ * `who`), ST_AGAIN with the connection's interest set, ST_ERROR. */
+static int handshake_step(SSL *ssl, int fd, uint32_t *events, void *conn, const char *who, int id)
 {
-	SSL *ssl = c->tls;
 	int r;
 
 	ERR_clear_error();
 	r = SSL_do_handshake(ssl);
 	if (r == 1) {
-		log_debug(DBG_PROTO, "C-%d: TLS %s %s", c->row, SSL_get_version(ssl),
+		log_debug(DBG_PROTO, "%s-%d: TLS %s %s", who, id, SSL_get_version(ssl),
 		          SSL_get_cipher_name(ssl));
+		return ST_OK;
+	}
+	switch (SSL_get_error(ssl, r)) {
+	case SSL_ERROR_WANT_READ: worker_update_events(fd, events, EPOLLIN, conn); return ST_AGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		worker_update_events(fd, events, EPOLLOUT, conn);
+		return ST_AGAIN;
+	default: return ST_ERROR;
+	}
+}
+
+void tls_client_handshake(struct client *c)
+{
+	char why[300];
+	int r = handshake_step(c->tls, c->fd, &c->events, c, "C", c->row);
+
+	if (r == ST_AGAIN)
+		return;
+	if (r == ST_OK) {
 		client_set_state(c, CL_LOGIN);
 		client_update_events(c);
-		if (SSL_has_pending(ssl)) /* the startup packet came with the Finished */
+		if (SSL_has_pending(c->tls)) /* the startup packet came with the Finished */
 			pending_add(c);
 		return;
 	}
-	switch (SSL_get_error(ssl, r)) {
-	case SSL_ERROR_WANT_READ: worker_update_events(c->fd, &c->events, EPOLLIN, c); return;
-	case SSL_ERROR_WANT_WRITE: worker_update_events(c->fd, &c->events, EPOLLOUT, c); return;
-	default: {
-		char why[300];
-		snprintf(why, sizeof(why), "TLS handshake failed: %s", ssl_error());
-		if (W.cfg->log_pooler_errors)
-			log_error(LOG_WARNING, 0, "C-%d: addr=%s %s", c->row, c->addr, why);
-		client_close(c, why);
-	}
-	}
+	snprintf(why, sizeof(why), "TLS handshake failed: %s", ssl_error());
+	if (W.cfg->log_pooler_errors)
+		log_error(LOG_WARNING, 0, "C-%d: addr=%s %s", c->row, c->addr, why);
+	client_close(c, why);
 }
 
 int tls_peer_cn(void *tls, char *out, size_t cap)
@@ -375,4 +435,70 @@ int tls_peer_cn(void *tls, char *out, size_t cap)
 int tls_endpoint_hash(void *tls, uint8_t *out)
 {
 	return scram_cert_endpoint_hash(SSL_get_certificate(tls), out);
+}
+
+/* ------------------------------------------------------------ servers */
+
+static bool is_ip_literal(const char *host)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+int tls_server_begin(struct server *sv, const char *host, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = cached_ctx(&connect_cache, TLS_client_method(), "server", setup_connect_ctx);
+	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+	bool ip = is_ip_literal(host);
+
+	if (!ssl || !SSL_set_fd(ssl, sv->fd))
+		goto fail;
+	SSL_set_connect_state(ssl);
+	SSL_set_app_data(ssl, sv);
+	if (!ip && host[0] && !SSL_set_tlsext_host_name(ssl, host)) /* SNI, as libpq */
+		goto fail;
+	if (W.cfg->server_tls_sslmode == TLS_VERIFY_FULL) {
+		/* the name (or address) configured for the server, against the
+		 * certificate's subjectAltName (CN when there is none) */
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if (ip ? !X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+		       : !SSL_set1_host(ssl, host))
+			goto fail;
+	}
+	sv->tls = ssl;
+	return ST_OK;
+fail:
+	snprintf(err, errlen, "server TLS setup failed: %s", ctx ? ssl_error() : "see the log");
+	SSL_free(ssl);
+	return ST_ERROR;
+}
+
+int tls_server_handshake(struct server *sv, char *err, size_t errlen)
+{
+	SSL *ssl = sv->tls;
+	int r = handshake_step(ssl, sv->fd, &sv->events, sv, "S", sv->slot);
+	long verify;
+
+	if (r != ST_ERROR)
+		return r;
+	verify =
+	    SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER ? SSL_get_verify_result(ssl) : X509_V_OK;
+	if (verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+		char *ip = X509_VERIFY_PARAM_get1_ip_asc(vp);
+		const char *host = X509_VERIFY_PARAM_get0_host(vp, 0);
+		const char *name = ip ? ip : (host ? host : "?");
+		snprintf(err, errlen, "server certificate verification failed: %s (%s \"%s\")",
+		         X509_verify_cert_error_string(verify), "the certificate does not name",
+		         name);
+		OPENSSL_free(ip);
+		ERR_clear_error();
+	} else if (verify != X509_V_OK) {
+		snprintf(err, errlen, "server certificate verification failed: %s",
+		         X509_verify_cert_error_string(verify));
+		ERR_clear_error();
+	} else {
+		snprintf(err, errlen, "TLS handshake with the server failed: %s", ssl_error());
+	}
+	return ST_ERROR;
 }

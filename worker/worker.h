@@ -39,6 +39,7 @@ enum server_state {
 	SV_WAIT_FD,    /* leased, waiting for the master's copy of the socket */
 	SV_SYNC,       /* running SETs / reset / connect query; replies swallowed */
 	SV_ACTIVE,     /* forwarding for its client */
+	SV_TLS,        /* SSLRequest sent, or TLS handshake in progress (server_tls.c) */
 	SV_STATE_COUNT
 };
 
@@ -233,6 +234,28 @@ int tls_endpoint_hash(void *tls, uint8_t *out);
 /* Loop turn end: connections whose bytes wait inside OpenSSL (invisible to
  * epoll) are read now; returns how many still wait (epoll_wait timeout 0). */
 int tls_run_pending(void);
+/* Server connections (pgshoal is the TLS client): begin sets sv->tls for
+ * the server named host (SNI; verify-full checks it); handshake returns
+ * ST_OK, ST_AGAIN (events set) or ST_ERROR with err filled. */
+int tls_server_begin(struct server *sv, const char *host, char *err, size_t errlen);
+int tls_server_handshake(struct server *sv, char *err, size_t errlen);
+
+/* server_tls.c: TLS to the servers and its slot affinity (see there).
+ * start: after connect, send SSLRequest (true) unless TLS is off for this
+ * connection (false: log in in the clear). */
+bool server_tls_start(struct server *sv);
+void server_tls_on_event(struct server *sv);
+/* Close this worker's TLS connection for sv (Terminate first when logged in). */
+void server_tls_drop(struct server *sv, bool terminate);
+/* A TLS slot was freed: its room to the worker whose client waited longest. */
+void server_tls_grow(int pool);
+/* A client of this worker waits for a full pool: make another worker close
+ * an idle TLS slot for it (true if one was asked). */
+bool server_tls_evict(int pool);
+void server_tls_ask_close(int slot);
+void server_tls_on_close_request(const struct shm_handoff *h);
+void server_tls_tick(struct server *sv);
+void server_tls_close_all(void);
 
 /* admin.c: the admin console. admin_is_db: the database names it answers
  * to; admin_begin: the client asked for it (before authentication);

@@ -15,8 +15,12 @@
 #   B          build dir holding pgshoal                  (default: build)
 #   T          seconds per pgbench run                    (default: 10; FULL: 30)
 #   REPEAT     rounds of A B C C B A                      (default: 1; FULL: 2)
-#   WORKLOADS  comma list of S<n>, TPCB<n>, SC<n>, SEXT<n>, IDLE<n>
-#              (-S, TPC-B, -S -C, -S -M extended, <n> idle clients' memory)
+#   WORKLOADS  comma list of S<n>, TPCB<n>, SC<n>, SCT<n>, SEXT<n>, IDLE<n>
+#              (-S, TPC-B, -S -C, -S -C over client TLS, -S -M extended,
+#              <n> idle clients' memory). SCT: every target gets a harness-made
+#              certificate (PostgreSQL ssl = on, the poolers' client TLS) and
+#              pgbench connects with sslmode=require; every other workload
+#              runs with sslmode=disable, so TLS being on changes nothing else
 #              (default: S100,S500,TPCB100,SC100,IDLE1000; FULL: all of
 #              S10,S100,S500,TPCB10,TPCB100,TPCB500,SC100,SEXT100,IDLE1000,IDLE10000)
 #   WORKERS    pgshoal workers; a comma list (1,2,4,8) runs one pgshoal per
@@ -258,7 +262,7 @@ pg_start() {
 	(cd "$TMPD" && as_user "$PGBIN/pg_ctl" -D "$data" -l "$TMPD/postgres.log" -w -t 60 \
 		-o "-c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=$TMPD \
 -c max_connections=$PG_MAX_CONN -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
--c shared_buffers=256MB -c autovacuum_naptime=10" start) >"$TMPD/pg_ctl.log" 2>&1 || {
+-c shared_buffers=256MB -c autovacuum_naptime=10$PG_TLS_OPTS" start) >"$TMPD/pg_ctl.log" 2>&1 || {
 		cat "$TMPD/pg_ctl.log" "$TMPD/postgres.log" >&2
 		die "pg_ctl start failed"
 	}
@@ -266,6 +270,19 @@ pg_start() {
 	kill -0 "$PM_PID" 2>/dev/null || die "no postmaster"
 }
 pg_sql() { psql -X -q -At -h "$TMPD" -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"; }
+
+# SCT workloads: one self-signed certificate (ECDSA P-256, as the
+# integration tests' CA makes) for PostgreSQL and the poolers' client side
+TLS_ON=
+PG_TLS_OPTS=
+make_tls() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1" \
+		-keyout "$TMPD/tls.key" -out "$TMPD/tls.crt" >/dev/null 2>&1 || die "openssl req failed"
+	chmod 600 "$TMPD/tls.key"
+	[ "$(id -u)" = 0 ] && chown "$BENCH_USER" "$TMPD/tls.key" "$TMPD/tls.crt"
+	PG_TLS_OPTS=" -c ssl=on -c ssl_cert_file=$TMPD/tls.crt -c ssl_key_file=$TMPD/tls.key"
+}
 
 # ------------------------------------------------------------------ poolers
 
@@ -320,6 +337,8 @@ start_bouncer() {
 			log_stats = 0
 			ignore_startup_parameters = extra_float_digits
 		EOF
+		[ -n "$TLS_ON" ] && printf 'client_tls_sslmode = allow\nclient_tls_key_file = %s\nclient_tls_cert_file = %s\n' \
+			"$TMPD/tls.key" "$TMPD/tls.crt" >>"$ini"
 		(cd "$TMPD" && as_user pgbouncer "$ini") >>"$TMPD/$name.log" 2>&1 &
 		pid=$!
 		track_pid "$pid"
@@ -345,6 +364,8 @@ start_shoal() {
 		log_disconnections = false;
 		databases = ( { name = "*"; host = "$TMPD"; port = $PGPORT; } );
 	EOF
+	[ -n "$TLS_ON" ] && printf 'client_tls_sslmode = "allow";\nclient_tls_key_file = "%s";\nclient_tls_cert_file = "%s";\n' \
+		"$TMPD/tls.key" "$TMPD/tls.crt" >>"$conf"
 	"$SHOAL_BIN" "$conf" >>"$TMPD/$name.log" 2>&1 &
 	TPIDS[$name]=$!
 	track_pid "$!"
@@ -383,15 +404,18 @@ log_lines() { [ -f "${TLOG[$1]:-/nonexistent}" ] && wc -l <"${TLOG[$1]}" || echo
 
 # ---------------------------------------------------------------- workloads
 
-# workload NAME → sets WL_KIND (tx|idle), WL_N (clients), WL_OPTS (pgbench)
+# workload NAME → sets WL_KIND (tx|idle), WL_N (clients), WL_OPTS (pgbench),
+# WL_SSL (pgbench's sslmode)
 parse_workload() {
-	[[ $1 =~ ^(S|TPCB|SC|SEXT|IDLE)([0-9]+)$ ]] || return 1
+	[[ $1 =~ ^(S|TPCB|SC|SCT|SEXT|IDLE)([0-9]+)$ ]] || return 1
 	WL_N=${BASH_REMATCH[2]}
 	WL_KIND=tx
+	WL_SSL=disable
 	case ${BASH_REMATCH[1]} in
 	S) WL_OPTS="-S" ;;
 	TPCB) WL_OPTS="" ;;
 	SC) WL_OPTS="-S -C" ;;
+	SCT) WL_OPTS="-S -C" WL_SSL=require ;;
 	SEXT) WL_OPTS="-S -M extended" ;;
 	IDLE) WL_KIND=idle WL_OPTS="" ;;
 	esac
@@ -418,7 +442,7 @@ run_tx() {
 	po0=$(pooler_ticks "$tg")
 	pg0=$(pg_ticks)
 	/usr/bin/time -f '%U %S' -o "$r/time" timeout --foreground -k 10 $((T + 60)) \
-		pgbench -n $WL_OPTS -c "$WL_N" -j "$j" -T "$T" -h 127.0.0.1 -p "$port" -U postgres \
+		env PGSSLMODE="$WL_SSL" pgbench -n $WL_OPTS -c "$WL_N" -j "$j" -T "$T" -h 127.0.0.1 -p "$port" -U postgres \
 		-l --log-prefix="$r/log" postgres >"$r/out" 2>"$r/err"
 	rc=$?
 	sleep 0.5 # let the postmaster reap the backends that just exited
@@ -579,6 +603,7 @@ report() {
 		echo "- pgshoal $SHOAL_REV (workers: $WORKERS), $(pgbouncer --version 2>/dev/null | head -1), PostgreSQL $("$PGBIN/postgres" --version | awk '{ print $3 }')"
 		echo "- command: \`$( [ -n "$FULL" ] && echo 'FULL=1 ')T=$T REPEAT=$REPEAT WORKLOADS=$WORKLOADS WORKERS=$WORKERS J=$J bash t/bench/bench.sh\`"
 		echo "- setup: pool $POOL, transaction mode, clients over TCP 127.0.0.1, poolers → PostgreSQL over its unix socket; PostgreSQL max_connections=$PG_MAX_CONN, fsync/synchronous_commit/full_page_writes off, shared_buffers=256MB, pgbench -i -s 10; pgbench -j $J -T $T; order per workload: $(echo "${TARGETS[*]}" | tr ' ' ','), then reversed, × $REPEAT"
+		[ -n "$TLS_ON" ] && echo "- SCT: pgbench -S -C with sslmode=require to each target (PostgreSQL ssl = on, the poolers' client TLS; one self-signed ECDSA P-256 certificate, $(openssl version | awk '{ print $1, $2 }')); other workloads sslmode=disable"
 		echo "- floor ($(echo "$FLOOR_TXT" | sed -n '1s/socket floor: //p')):"
 		echo "$FLOOR_TXT" | sed -n '2,4s/^ */  - /p'
 		echo
@@ -682,8 +707,11 @@ report() {
 main() {
 	local wl tg round w order i port ws
 	for wl in ${WORKLOADS//,/ }; do
-		parse_workload "$wl" || die "unknown workload '$wl' (S<n>, TPCB<n>, SC<n>, SEXT<n>, IDLE<n>)"
+		parse_workload "$wl" || die "unknown workload '$wl' (S<n>, TPCB<n>, SC<n>, SCT<n>, SEXT<n>, IDLE<n>)"
+		[ "$WL_SSL" = require ] && TLS_ON=1
 	done
+	# TLS only where a workload asks for it (libpq's default would be prefer)
+	export PGSSLMODE=disable
 	[[ $T =~ ^[0-9]+$ ]] && [ "$T" -gt 0 ] || die "T must be a positive integer"
 	[[ $REPEAT =~ ^[0-9]+$ ]] && [ "$REPEAT" -gt 0 ] || die "REPEAT must be a positive integer"
 	[[ $WORKERS =~ ^[0-9]+(,[0-9]+)*$ ]] || die "WORKERS must be a comma list of numbers"
@@ -750,6 +778,7 @@ main() {
 	echo "$FLOOR_TXT" | grep -v '^FLOOR' >&2
 
 	# PostgreSQL
+	[ -n "$TLS_ON" ] && make_tls
 	pick_port
 	PGPORT=$PORT_PICKED
 	say "PostgreSQL on port $PGPORT, socket in $TMPD (user $BENCH_USER)"

@@ -8,10 +8,13 @@
 #   TESTS="auth_md5 client_tls" bash t/integration/auth.sh
 #
 # Roles: tuser (trust at the server), scram_u (SCRAM verifier, hba
-# scram-sha-256), md5_u (md5 hash, hba md5); for auth_query: authq (the
-# auth_user, superuser, in the userlist), aq_md5 and aq_scram (only on the
-# server). The test CA, server and client certificates are made with the
-# openssl CLI in the temp dir.
+# scram-sha-256), md5_u (md5 hash, hba md5), tls_u (hba hostssl +
+# scram-sha-256 only: a connection without TLS is refused; the userlist
+# has only its verifier); for auth_query: authq (the auth_user, superuser,
+# in the userlist), aq_md5 and aq_scram (only on the server). The test CA,
+# server and client certificates are made with the openssl CLI in the temp
+# dir; PostgreSQL runs with ssl = on and listens on 127.0.0.1 and 127.0.0.2
+# (an address its certificate does not name).
 
 cd "$(dirname "$0")/../.." || exit 2
 . t/integration/lib.sh
@@ -21,7 +24,7 @@ shopt -s inherit_errexit
 command -v openssl >/dev/null || die "no openssl CLI"
 command -v python3 >/dev/null || die "no python3"
 lib_init
-pg_start
+PG_LISTEN=127.0.0.1,127.0.0.2 pg_start
 say "postgres on $PGPORT, pgshoal on $SHOAL_PORT, logs in $TMPD"
 
 # ---------------------------------------------------------------- set-up
@@ -56,7 +59,9 @@ setup_roles() {
 	pg_sql "set password_encryption = 'md5'; create role aq_md5 login password 'aqmd5pw'" >/dev/null
 	pg_sql "create role aq_scram login password 'aqscrampw'" >/dev/null
 	pg_sql "create role aq_exp login password 'exppw' valid until '2001-01-01'" >/dev/null
+	pg_sql "create role tls_u login password 'tlspw'" >/dev/null
 	cat >"$data/pg_hba.conf" <<-EOT
+		hostssl all tls_u 127.0.0.0/8 scram-sha-256
 		local all postgres trust
 		host  all postgres 127.0.0.1/32 trust
 		local all $DBUSER trust
@@ -77,6 +82,7 @@ setup_roles() {
 	sleep 0.5
 	SCRAM_VERIFIER=$(pg_sql "select rolpassword from pg_authid where rolname = 'scram_u'")
 	MD5_HASH=$(pg_sql "select rolpassword from pg_authid where rolname = 'md5_u'")
+	TLS_VERIFIER=$(pg_sql "select rolpassword from pg_authid where rolname = 'tls_u'")
 	case $SCRAM_VERIFIER in SCRAM-SHA-256*) ;; *) die "no SCRAM verifier: $SCRAM_VERIFIER" ;; esac
 	case $MD5_HASH in md5*) ;; *) die "no md5 hash: $MD5_HASH" ;; esac
 	# the userlist: cleartext, a SCRAM verifier only, an md5 hash only; a
@@ -88,6 +94,7 @@ setup_roles() {
 
 		"scram_u" "$SCRAM_VERIFIER"
 		"md5_u" "$MD5_HASH"
+		"tls_u" "$TLS_VERIFIER"
 		"quo""te" "pw"
 		this line is bad
 	EOT
@@ -291,6 +298,234 @@ test_tls_bad_clients() {
 	expect_login "$DBUSER" tpw "sslmode=disable"
 }
 
+# ------------------------------------------------------------ server TLS
+
+# a config whose server leg is TCP to HOST with server_tls_sslmode MODE and
+# the test CA (clients: SCRAM against the userlist); key=value pairs follow
+server_tls_config() { # MODE HOST [key=value ...]
+	local mode=$1 host=$2
+	shift 2
+	shoal_config auth_type=scram-sha-256 "auth_file=$USERLIST" pool_mode=transaction \
+		admin_users=$DBUSER server_tls_sslmode=$mode "server_tls_ca_file=$CERTS/ca.crt" \
+		"databases=( { name = \"*\"; host = \"$host\"; port = $PGPORT; } )" "$@"
+}
+
+# psql through pgshoal as tls_u; the client leg in the clear unless EXTRA
+tls_u_psql() { # SQL [EXTRA]
+	PGPASSWORD=tlspw psql -X -q -At -w -v ON_ERROR_STOP=1 \
+		"host=127.0.0.1 port=$SHOAL_PORT user=tls_u dbname=postgres connect_timeout=10 ${2:-}" -c "$1" 2>&1
+}
+
+# tls_u's backends as PostgreSQL sees them: "TOTAL WITH_TLS"
+tls_u_backends() {
+	pg_sql "select count(*), count(*) filter (where s.ssl) from pg_stat_activity a
+		join pg_stat_ssl s using (pid) where a.usename = 'tls_u'" | tr '|' ' '
+}
+
+# what pgshoal's server connection for this session negotiated
+SSL_OF_BACKEND="select ssl from pg_stat_ssl where pid = pg_backend_pid()"
+
+# verify-full by address and by name; PostgreSQL refuses tls_u without TLS,
+# so every query through pgshoal proves its server leg is TLS
+test_server_tls_verify_full() {
+	local out host total ssl
+	export PGPASSWORD=tpw
+	out=$(PGPASSWORD=tlspw psql -X -At -w "host=127.0.0.1 port=$PGPORT user=tls_u dbname=postgres sslmode=disable" \
+		-c "select 1" 2>&1) && fail "tls_u logged in without TLS: $out"
+	expect_contains "$out" "no encryption" "tls_u without TLS"
+	for host in 127.0.0.1 localhost; do
+		shoal_start "$(server_tls_config verify-full $host workers=2)"
+		out=$(tls_u_psql "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()") ||
+			fail "query through verify-full to $host: $out"
+		echo "host $host: $out"
+		expect_contains "$out" "t|TLSv1." "pgshoal's backend"
+		read -r total ssl <<<"$(tls_u_backends)"
+		[ "$total" -ge 1 ] && [ "$total" = "$ssl" ] || fail "tls_u backends: $total, with TLS: $ssl"
+		out=$(psql -X -At -F '|' "host=127.0.0.1 port=$SHOAL_PORT user=$DBUSER dbname=pgbouncer" -c "SHOW SERVERS")
+		expect_contains "$out" "|TLS|" "SHOW SERVERS' tls column"
+		shoal_stop
+	done
+}
+
+# the certificate names localhost and 127.0.0.1; PostgreSQL also listens on
+# 127.0.0.2; other.crt did not sign it
+test_server_tls_verify_fails() {
+	local out rc=0
+	export PGPASSWORD=tpw
+	SHOAL_PROBE_DB= shoal_start "$(server_tls_config verify-full 127.0.0.2)"
+	out=$(tls_u_psql "select 1") || rc=$?
+	echo "verify-full, wrong name: $out"
+	[ $rc -ne 0 ] || fail "verify-full accepted a certificate for another name"
+	expect_contains "$out" 'server certificate verification failed: IP address mismatch (the certificate does not name "127.0.0.2")' "wrong name"
+	shoal_stop
+	SHOAL_PROBE_DB= shoal_start "$(server_tls_config verify-ca 127.0.0.2)" # no name check
+	out=$(tls_u_psql "$SSL_OF_BACKEND") || fail "verify-ca to 127.0.0.2: $out"
+	[ "$out" = t ] || fail "verify-ca to 127.0.0.2: $out"
+	shoal_stop
+	rc=0
+	SHOAL_PROBE_DB= shoal_start "$(server_tls_config verify-ca 127.0.0.1 "server_tls_ca_file=$CERTS/other.crt")"
+	out=$(tls_u_psql "select 1") || rc=$?
+	echo "verify-ca, another CA: $out"
+	[ $rc -ne 0 ] || fail "verify-ca accepted a certificate of another CA"
+	expect_contains "$out" "server certificate verification failed: unable to get local issuer certificate" "wrong CA"
+	grep -q "server login failed: server certificate verification failed" "$SHOAL_LOG" ||
+		fail "no log line for the failed verification"
+}
+
+pg_ssl() { # on|off, by reload
+	pg_sql "alter system set ssl = $1" >/dev/null
+	pg_sql "select pg_reload_conf()" >/dev/null
+	for _ in $(seq 50); do
+		[ "$(pg_sql 'show ssl')" = "$1" ] && return 0
+		sleep 0.1
+	done
+	fail "ssl did not turn $1"
+}
+
+against_plain_server() {
+	local out mode
+	export PGPASSWORD=tpw
+	for mode in prefer allow; do
+		shoal_start "$(server_tls_config $mode 127.0.0.1)"
+		out=$(shoal_psql -d postgres -c "$SSL_OF_BACKEND") || fail "$mode against a server without TLS: $out"
+		[ "$out" = f ] || fail "$mode against a server without TLS: ssl=$out"
+		shoal_stop
+	done
+	SHOAL_PROBE_DB= shoal_start "$(server_tls_config require 127.0.0.1)"
+	out=$(shoal_psql -d postgres -c "select 1" 2>&1) && fail "require against a server without TLS worked: $out"
+	echo "require: $out"
+	expect_contains "$out" "server does not support SSL, but server_tls_sslmode requires it" "require"
+}
+
+# PostgreSQL with ssl = off for a moment (tuser: hba without hostssl)
+test_server_tls_plain_server() {
+	local rc=0
+	pg_ssl off
+	(against_plain_server) || rc=$?
+	pg_ssl on
+	return $rc
+}
+
+# several workers, a pool smaller than the clients, TLS server connections
+# (each serves one worker): every transaction succeeds, and PostgreSQL never
+# sees more than pool_size connections nor one without TLS
+test_server_tls_pool_load() {
+	local peak=0 total ssl pb
+	export PGPASSWORD=tpw
+	shoal_start "$(server_tls_config verify-full 127.0.0.1 workers=3 default_pool_size=4 \
+		log_connections=false log_disconnections=false)"
+	echo "select count(*) from pg_stat_ssl where ssl and pid = pg_backend_pid();" >"$TMPD/ssl.sql"
+	PGPASSWORD=tlspw pgbench -n -c 20 -j 2 -T 5 -f "$TMPD/ssl.sql" -h 127.0.0.1 -p "$SHOAL_PORT" -U tls_u \
+		postgres >"$TMPD/pgbench.out" 2>&1 &
+	pb=$!
+	while kill -0 $pb 2>/dev/null; do
+		read -r total ssl <<<"$(tls_u_backends)"
+		[ "$total" = "$ssl" ] || fail "a server connection without TLS ($total, $ssl with TLS)"
+		[ "$total" -gt "$peak" ] && peak=$total
+		sleep 0.1
+	done
+	wait $pb || {
+		cat "$TMPD/pgbench.out"
+		fail "pgbench failed"
+	}
+	grep -E "processed|failed" "$TMPD/pgbench.out"
+	grep -q "number of failed transactions: 0 " "$TMPD/pgbench.out" || fail "failed transactions"
+	echo "peak $peak server connections for default_pool_size 4"
+	[ "$peak" -ge 1 ] && [ "$peak" -le 4 ] || fail "peak $peak server connections, pool_size 4"
+}
+
+# pool_size 1, two workers, one session after another (the kernel spreads
+# them over the workers): a worker's client gets the room of the other
+# worker's idle TLS connection, which its owner closes
+test_server_tls_affinity() {
+	local out pids="" n total ssl
+	export PGPASSWORD=tpw
+	shoal_start "$(server_tls_config require 127.0.0.1 workers=2 default_pool_size=1)"
+	for i in $(seq 12); do
+		out=$(tls_u_psql "select pg_backend_pid()") || fail "session $i: $out"
+		pids="$pids $out"
+		read -r total ssl <<<"$(tls_u_backends)"
+		[ "$total" -le 1 ] || fail "session $i: $total server connections for pool_size 1"
+	done
+	n=$(printf '%s\n' $pids | sort -u | wc -l)
+	echo "backends:$pids ($n different)"
+	[ "$n" -ge 2 ] || fail "one backend for 12 sessions over two workers: a TLS connection changed workers?"
+}
+
+# the worker that owns TLS connections dies: they end with it (nobody else
+# holds their state), its slots are freed, and the respawned worker opens
+# new ones
+test_server_tls_worker_dies() {
+	local before out total ssl
+	export PGPASSWORD=tpw
+	shoal_start "$(server_tls_config require 127.0.0.1 workers=1 default_pool_size=3 pool_mode=session)"
+	local jobs=()
+	for i in 1 2 3; do
+		tls_u_psql "select pg_sleep(0.5)" >/dev/null &
+		jobs+=($!)
+	done
+	wait "${jobs[@]}"
+	before=$(pg_sql "select string_agg(pid::text, ',') from pg_stat_activity where usename = 'tls_u'")
+	[ -n "$before" ] || fail "no TLS server connections"
+	echo "idle TLS backends: $before"
+	kill -9 $(shoal_workers)
+	for _ in $(seq 50); do
+		[ "$(pg_sql "select count(*) from pg_stat_activity where pid in ($before)")" = 0 ] && break
+		sleep 0.1
+	done
+	[ "$(pg_sql "select count(*) from pg_stat_activity where pid in ($before)")" = 0 ] ||
+		fail "the dead worker's TLS connections live on"
+	for _ in $(seq 50); do
+		out=$(tls_u_psql "$SSL_OF_BACKEND") && break
+		sleep 0.2
+	done
+	[ "$out" = t ] || fail "after the respawn: $out"
+	# tls_u's three and the start-up probe's (tuser): all idle, all TLS
+	grep -q "worker 0: shared state repaired (4 server connections closed)" "$SHOAL_LOG" ||
+		fail "repair did not free the idle TLS slots: $(grep repaired "$SHOAL_LOG")"
+	read -r total ssl <<<"$(tls_u_backends)"
+	[ "$total" -le 3 ] || fail "$total server connections after the respawn"
+}
+
+# reload: a changed server_tls_sslmode recycles the connections made under
+# the old one (idle plain ones by the janitor, idle TLS ones by their owner)
+test_server_tls_reload() {
+	local out n
+	export PGPASSWORD=tpw
+	shoal_start "$(server_tls_config disable 127.0.0.1 workers=1)"
+	out=$(shoal_psql -d postgres -c "$SSL_OF_BACKEND")
+	[ "$out" = f ] || fail "disable: ssl=$out"
+	for mode in verify-full disable; do
+		sed -i "s/^server_tls_sslmode = .*/server_tls_sslmode = \"$mode\";/" "$SHOAL_CONF"
+		kill -HUP "$SHOAL_PID"
+		for _ in $(seq 40); do
+			n=$(pg_sql "select count(*) from pg_stat_activity a join pg_stat_ssl s using (pid)
+				where a.usename = '$DBUSER' and s.ssl = ('$mode' = 'disable')")
+			[ "$n" = 0 ] && break
+			sleep 0.1
+		done
+		[ "$n" = 0 ] || fail "$n server connections of the old sslmode survived the reload to $mode"
+		out=$(shoal_psql -d postgres -c "$SSL_OF_BACKEND")
+		[ "$out" = "$([ $mode = disable ] && echo f || echo t)" ] || fail "$mode after reload: ssl=$out"
+		echo "reload to $mode: server ssl=$out, old connections gone"
+	done
+}
+
+# the issue's "done when", with TLS on both legs: client verify-full +
+# channel binding, SCRAM with only a verifier in the userlist (pass-through
+# keys for the server login), server verify-full, PostgreSQL hostssl +
+# scram-sha-256 only
+test_tls_both_legs() {
+	local out
+	export PGPASSWORD=tpw
+	shoal_start "$(server_tls_config verify-full localhost client_tls_sslmode=require \
+		"client_tls_key_file=$CERTS/server.key" "client_tls_cert_file=$CERTS/server.crt")"
+	out=$(tls_u_psql "select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()" \
+		"sslmode=verify-full sslrootcert=$CERTS/ca.crt channel_binding=require") || fail "login: $out"
+	[ "$out" = "tls_u|t" ] || fail "got: $out"
+	grep -q "pgshoal has no cleartext password" "$SHOAL_LOG" && fail "server login without keys" || true
+}
+
 test_config_errors() {
 	local rc out
 	printf 'auth_type = "md5";\n' >"$TMPD/a1.conf"
@@ -304,6 +539,12 @@ test_config_errors() {
 	printf 'client_tls_sslmode = "require";\n' >"$TMPD/a3.conf"
 	rc=0; out=$("$B/pgshoal" -t "$TMPD/a3.conf" 2>&1) || rc=$?
 	[ $rc -eq 2 ] || fail "tls without files: rc $rc"
+	printf 'server_tls_sslmode = "verify-full";\n' >"$TMPD/a4.conf"
+	rc=0; out=$("$B/pgshoal" -t "$TMPD/a4.conf" 2>&1) || rc=$?
+	[ $rc -eq 2 ] || fail "server verify-full without a CA: rc $rc"
+	expect_contains "$out" "needs server_tls_ca_file" "server verify-full without a CA"
+	printf 'server_tls_sslmode = "require";\n' >"$TMPD/a5.conf"
+	out=$("$B/pgshoal" -t "$TMPD/a5.conf" 2>&1) || fail "server_tls_sslmode require refused: $out"
 }
 
 test_hash_password() {
@@ -520,4 +761,12 @@ run_test test_hba_reload
 run_test test_auth_query
 run_test test_auth_query_cache
 run_test test_auth_query_per_db
+run_test test_server_tls_verify_full
+run_test test_server_tls_verify_fails
+run_test test_server_tls_plain_server
+run_test test_server_tls_pool_load
+run_test test_server_tls_affinity
+run_test test_server_tls_worker_dies
+run_test test_server_tls_reload
+run_test test_tls_both_legs
 finish

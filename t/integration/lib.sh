@@ -7,6 +7,7 @@
 #   B            build dir holding pgshoal and t/<prog>   (default: build)
 #   PGBIN        PostgreSQL server binaries   (default: /usr/lib/postgresql/15/bin)
 #   PGPORT       PostgreSQL port              (default: first free from 25432)
+#   PG_LISTEN    PostgreSQL listen_addresses  (default: 127.0.0.1)
 #   SHOAL_PORT   pgshoal port                 (default: first free from 26432)
 #   TEST_USER    system user running postgres (default: pgshoal_test)
 #   TESTS        space-separated test names to run (default: all)
@@ -154,7 +155,7 @@ pg_start() {
 # pg_run: start the server of pg_start's data directory (again, after pg_stop)
 pg_run() {
 	as_user "$PGBIN/pg_ctl" -D "$TMPD/data" -l "$TMPD/postgres.log" -w -t 60 \
-		-o "-c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=$TMPD \
+		-o "-c listen_addresses=${PG_LISTEN:-127.0.0.1} -c port=$PGPORT -c unix_socket_directories=$TMPD \
 -c max_connections=${PG_MAX_CONN:-300} -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
 		start >"$TMPD/pg_ctl.log" 2>&1 || {
 		cat "$TMPD/pg_ctl.log" "$TMPD/postgres.log" >&2

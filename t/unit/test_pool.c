@@ -970,6 +970,165 @@ static void test_pool_multiprocess_lease_release(void)
 	alarm(prev);
 }
 
+/* ------------------------------------------------------------- TLS slots */
+
+#define MS 1000ull
+
+/* A slot leased by CLIENT's worker, made a TLS connection of that worker
+ * (as worker/server_tls.c marks it after the handshake). */
+static int lease_tls(int client)
+{
+	int slot = lease_active(client);
+	shm_slot(&S, slot)->tls_owner = shm_client_worker(&S, client);
+	return slot;
+}
+
+/* A TLS slot is leased by its owner only: another worker's client gets a
+ * connection of its own, the owner's client the idle one. */
+static void test_pool_tls_affinity(void)
+{
+	struct shm_handoff h;
+	int s0, s1, b = -1, to, slot;
+
+	setup();
+	s0 = lease_tls(cl(0, 0));
+	release_to(s0, -1, T0);
+	b = cl(1, 0);
+	CU_ASSERT_EQUAL(lease(P, b, T0, &s1), LEASE_CONNECT);
+	CU_ASSERT_NOT_EQUAL(s1, s0);
+	CU_ASSERT_EQUAL(slot_state(s0), SLOT_IDLE);
+	CU_ASSERT_EQUAL(lease(P, cl(0, 1), T0, &slot), LEASE_GOT);
+	CU_ASSERT_EQUAL(slot, s0);
+	/* worker 1's new TLS connection goes to its own waiter */
+	shm_slot(&S, s1)->tls_owner = 1;
+	CU_ASSERT_EQUAL(shm_pool_connected(&S, s1, T0, &h, &to), RELEASE_HANDED);
+	CU_ASSERT_EQUAL(h.client, b);
+	CU_ASSERT_EQUAL(to, 1);
+	teardown();
+}
+
+/* The pool is full of worker 0's idle TLS slots: a client of worker 1 has
+ * one claimed for worker 0 to close once it has idled TLS_MOVE_USEC, and
+ * the room goes to worker 1. */
+static void test_pool_tls_evict_idle(void)
+{
+	int s0, s1, slot, worker, b, d;
+
+	setup();
+	b = cl(1, 0), d = cl(1, 1);
+	s0 = lease_tls(cl(0, 0));
+	s1 = lease_tls(cl(0, 1));
+	release_to(s0, -1, T0);
+	release_to(s1, -1, T0);
+	/* idle for 1 ms only: its owner may well want it back */
+	CU_ASSERT_EQUAL(lease(P, b, T0 + 1 * MS, &slot), LEASE_QUEUED);
+	CU_ASSERT_EQUAL(shm_pool_evict(&S, P, 1, T0 + 2 * MS, &slot), ST_AGAIN);
+	/* the worker's tick, 60 ms later */
+	CU_ASSERT_EQUAL(shm_pool_evict(&S, P, 1, T0 + 60 * MS, &slot), ST_OK);
+	CU_ASSERT(slot == s0 || slot == s1);
+	CU_ASSERT_EQUAL(slot_state(slot), SLOT_ACTIVE);
+	CU_ASSERT_EQUAL(atomic_load(&shm_slot(&S, slot)->owner), 0);
+	CU_ASSERT_EQUAL(atomic_load(&shm_slot(&S, slot)->client), SLOT_CLIENT_EVICTING);
+	CU_ASSERT_EQUAL(row(P)->nevicting, 1);
+	/* one waiter, one eviction in flight: nothing more */
+	CU_ASSERT_EQUAL(shm_pool_evict(&S, P, 1, T0 + 70 * MS, &worker), ST_AGAIN);
+	/* a second waiter: its lease claims the other one */
+	CU_ASSERT_EQUAL(lease(P, d, T0 + 80 * MS, &worker), LEASE_EVICT);
+	CU_ASSERT_EQUAL(worker, slot == s0 ? s1 : s0);
+	CU_ASSERT_EQUAL(row(P)->nevicting, 2);
+	CU_ASSERT_EQUAL(row(P)->nidle, 0);
+	/* worker 0 closes the first: the room goes to worker 1 */
+	shm_pool_slot_free(&S, slot, atomic_load(&shm_slot(&S, slot)->gen), T0, false, NULL);
+	CU_ASSERT_EQUAL(row(P)->nevicting, 1);
+	CU_ASSERT_EQUAL(row(P)->nservers, 1);
+	CU_ASSERT_EQUAL(shm_pool_grow_for_waiter(&S, P, &slot, &worker), ST_OK);
+	CU_ASSERT_EQUAL(worker, 1);
+	CU_ASSERT_EQUAL(slot_state(slot), SLOT_CONNECTING);
+	CU_ASSERT_EQUAL(atomic_load(&shm_slot(&S, slot)->owner), 1);
+	CU_ASSERT_EQUAL(shm_slot(&S, slot)->tls_owner, -1);
+	CU_ASSERT_EQUAL(row(P)->nservers, 2);
+	/* two waiters, one connecting, one eviction in flight: covered */
+	CU_ASSERT_EQUAL(shm_pool_grow_for_waiter(&S, P, &slot, &worker), ST_AGAIN);
+	teardown();
+}
+
+/* A released TLS slot whose owner has no waiter moves its room to the
+ * worker whose client has waited TLS_MOVE_USEC; not sooner. */
+static void test_pool_tls_release_moves(void)
+{
+	struct shm_handoff h;
+	int s0, s1, b, slot, to = -1, gen;
+
+	setup();
+	b = cl(1, 0);
+	s0 = lease_tls(cl(0, 0));
+	s1 = lease_tls(cl(0, 1));
+	CU_ASSERT_EQUAL(lease(P, b, T0, &slot), LEASE_QUEUED); /* full, nothing idle */
+	release_to(s0, -1, T0 + 10 * MS);                      /* b waited 10 ms: it idles */
+	CU_ASSERT_EQUAL(lease(P, cl(0, 2), T0 + 20 * MS, &slot), LEASE_GOT);
+	gen = (int)atomic_load(&shm_slot(&S, s0)->gen);
+	CU_ASSERT_EQUAL(shm_pool_release(&S, s0, T0 + 60 * MS, &h, &to), RELEASE_MOVED);
+	CU_ASSERT_EQUAL(h.client, HANDOFF_OPEN);
+	CU_ASSERT_EQUAL(to, 1);
+	CU_ASSERT(h.slot >= 0);
+	CU_ASSERT_NOT_EQUAL((int)atomic_load(&shm_slot(&S, s0)->gen), gen);
+	CU_ASSERT_EQUAL(slot_state(h.slot), SLOT_CONNECTING);
+	CU_ASSERT_EQUAL(atomic_load(&shm_slot(&S, h.slot)->owner), 1);
+	CU_ASSERT_EQUAL(h.slot_gen, atomic_load(&shm_slot(&S, h.slot)->gen));
+	CU_ASSERT_EQUAL(row(P)->nservers, 2);
+	CU_ASSERT_EQUAL(row(P)->nconnecting, 1);
+	CU_ASSERT_EQUAL(row(P)->wait_head, b); /* served by the new connection */
+	shm_slot(&S, h.slot)->tls_owner = 1;
+	slot = h.slot;
+	CU_ASSERT_EQUAL(shm_pool_connected(&S, slot, T0 + 70 * MS, &h, &to), RELEASE_HANDED);
+	CU_ASSERT_EQUAL(h.client, b);
+	(void)s1;
+	teardown();
+}
+
+/* Rooms flow towards a balance: a worker holding as many connections as
+ * the owner does not take the owner's, however long its client waited. */
+static void test_pool_tls_balance(void)
+{
+	int s0, b1, a1, slot;
+
+	setup();
+	b1 = cl(1, 1), a1 = cl(0, 1);
+	s0 = lease_tls(cl(0, 0));
+	(void)lease_tls(cl(1, 0));
+	CU_ASSERT_EQUAL(lease(P, b1, T0, &slot), LEASE_QUEUED);
+	CU_ASSERT_EQUAL(lease(P, a1, T0 + 100 * MS, &slot), LEASE_QUEUED);
+	release_to(s0, a1, T0 + 200 * MS);
+	CU_ASSERT_EQUAL(row(P)->wait_head, b1);
+	CU_ASSERT_EQUAL(row(P)->nwaiting_of[1], 1);
+	CU_ASSERT_EQUAL(row(P)->nwaiting_of[0], 0);
+	teardown();
+}
+
+/* A dead worker's idle TLS slots die with it; the janitor leaves idle TLS
+ * slots to their owner (it has no TLS state to close them with). */
+static void test_pool_tls_repair_and_reap(void)
+{
+	int close_slots[4], nclose = -1, s0, s1;
+
+	setup();
+	s0 = lease_tls(cl(1, 0));
+	s1 = lease_active(cl(1, 1)); /* plain */
+	release_to(s0, -1, T0);
+	release_to(s1, -1, T0);
+	atomic_fetch_add(&row(P)->recycle_gen, 1);
+	CU_ASSERT_EQUAL(shm_pool_reap_idle(&S, P, T0 + 1 * SEC, 0, 0, close_slots, 4), 1);
+	CU_ASSERT_EQUAL(close_slots[0], s1);
+	CU_ASSERT_EQUAL(slot_state(s0), SLOT_IDLE);
+	CU_ASSERT_EQUAL(shm_pool_repair_worker(&S, 1, close_slots, 4, &nclose), ST_OK);
+	CU_ASSERT_EQUAL(nclose, 1);
+	CU_ASSERT_EQUAL(close_slots[0], s0);
+	CU_ASSERT_EQUAL(slot_state(s0), SLOT_FREE);
+	CU_ASSERT_EQUAL(row(P)->nservers, 0);
+	CU_ASSERT_EQUAL(row(P)->nidle, 0);
+	teardown();
+}
+
 void register_pool(void)
 {
 	CU_pSuite s = CU_add_suite("pool", NULL, NULL);
@@ -995,5 +1154,10 @@ void register_pool(void)
 	ADD_TEST(s, test_pool_reap_idle_clock_skew);
 	ADD_TEST(s, test_pool_login_failure_clock_skew);
 	ADD_TEST(s, test_pool_claim_idle);
+	ADD_TEST(s, test_pool_tls_affinity);
+	ADD_TEST(s, test_pool_tls_evict_idle);
+	ADD_TEST(s, test_pool_tls_release_moves);
+	ADD_TEST(s, test_pool_tls_balance);
+	ADD_TEST(s, test_pool_tls_repair_and_reap);
 	ADD_TEST(s, test_pool_multiprocess_lease_release);
 }
