@@ -1,6 +1,7 @@
 /*
  * master.c — the master's event loop: one epoll over the signalfd, a
- * 100 ms timerfd (repair, respawn, janitor) and the broker socketpairs. It
+ * 100 ms timerfd (repair, respawn, janitor), the broker socketpairs and the
+ * pg_auto_failover monitor connections (monitor.c). It
  * never speaks the client protocol and never waits on a pool lock.
  * Signals: HUP reload, INT/TERM/QUIT shutdowns (see begin_shutdown),
  * USR1 pause, USR2 resume; SIGCHLD reaps workers.
@@ -19,6 +20,7 @@ struct master M;
 
 #define TAG_SIGNAL (-1)
 #define TAG_TIMER (-2)
+#define TAG_MONITOR (-1000) /* - db index: a pg_auto_failover monitor connection */
 
 static void add(int fd, int tag)
 {
@@ -35,6 +37,16 @@ void master_epoll_add_broker(int index)
 void master_epoll_del_broker(int index)
 {
 	epoll_ctl(M.epfd, EPOLL_CTL_DEL, M.broker_master[index], NULL);
+}
+
+void master_epoll_add_monitor(int db_index, int fd)
+{
+	add(fd, TAG_MONITOR - db_index);
+}
+
+void master_epoll_del(int fd)
+{
+	epoll_ctl(M.epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
 static int setup(void)
@@ -157,6 +169,7 @@ static void on_tick(void)
 	if (++ticks % 10 == 0)
 		master_broker_janitor();
 	master_dns_tick();
+	master_monitor_tick();
 	master_probe_tick();
 	master_stats_tick();
 	if (M.shutdown_deadline && now_usec() > M.shutdown_deadline) {
@@ -189,6 +202,8 @@ int master_run(void)
 				on_signal();
 			else if (tag == TAG_TIMER)
 				on_tick();
+			else if (tag <= TAG_MONITOR)
+				master_monitor_on_event(TAG_MONITOR - tag);
 			else
 				master_broker_on_message(tag);
 		}

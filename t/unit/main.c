@@ -15,6 +15,7 @@ int main(void)
 		return 2;
 	register_config();
 	register_futex();
+	register_json();
 	register_pool();
 	register_proto();
 	register_scram();
