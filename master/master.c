@@ -1,8 +1,9 @@
 /*
  * master.c — the master's event loop: one epoll over the signalfd, a
- * 100 ms timerfd (repair, respawn, janitor), the broker socketpairs and,
- * with metrics_listen, the HTTP sockets (http.c). It never speaks the
- * client protocol and never waits on a pool lock.
+ * 100 ms timerfd (repair, respawn, janitor), the broker socketpairs, the
+ * pg_auto_failover monitor connections (monitor.c) and, with
+ * metrics_listen, the HTTP sockets (http.c). It never speaks the client
+ * protocol and never waits on a pool lock.
  * Signals: HUP reload, INT/TERM/QUIT shutdowns (see begin_shutdown),
  * USR1 pause, USR2 resume; SIGCHLD reaps workers.
  */
@@ -20,6 +21,7 @@ struct master M;
 
 #define TAG_SIGNAL (-1)
 #define TAG_TIMER (-2)
+#define TAG_MONITOR (-1000) /* - db index: a pg_auto_failover monitor connection */
 
 static void add(int fd, int tag)
 {
@@ -36,6 +38,16 @@ void master_epoll_add_broker(int index)
 void master_epoll_del_broker(int index)
 {
 	epoll_ctl(M.epfd, EPOLL_CTL_DEL, M.broker_master[index], NULL);
+}
+
+void master_epoll_add_monitor(int db_index, int fd)
+{
+	add(fd, TAG_MONITOR - db_index);
+}
+
+void master_epoll_del(int fd)
+{
+	epoll_ctl(M.epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
 static int setup(void)
@@ -159,6 +171,7 @@ static void on_tick(void)
 	if (++ticks % 10 == 0)
 		master_broker_janitor();
 	master_dns_tick();
+	master_monitor_tick();
 	master_probe_tick();
 	master_stats_tick();
 	master_http_tick();
@@ -192,6 +205,8 @@ int master_run(void)
 				on_signal();
 			else if (tag == TAG_TIMER)
 				on_tick();
+			else if (tag <= TAG_MONITOR)
+				master_monitor_on_event(TAG_MONITOR - tag);
 			else if (tag <= MASTER_TAG_HTTP)
 				master_http_on_event(tag, evs[i].events);
 			else

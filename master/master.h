@@ -58,6 +58,18 @@ bool master_dns_failing(int db); /* its last lookup failed (the last good addres
 
 /* probe.c */
 void master_probe_tick(void);
+bool master_target_prefer(int db_index, int pick, const char *why);
+
+/* json.c: top-level string or integer member of a flat JSON object;
+ * ST_OK, or ST_ERROR (absent, another type, malformed, too long) */
+int master_json_string(const char *json, const char *key, char *out, size_t len);
+int master_json_int(const char *json, const char *key, long *out);
+
+/* monitor.c: pg_auto_failover's monitor, LISTEN state */
+void master_monitor_tick(void);
+void master_monitor_on_event(int db_index);
+bool master_monitor_active(int db_index);
+void master_monitor_close_all_in_child(void);
 
 /* daemon.c */
 int master_daemonize(void);
@@ -77,6 +89,7 @@ void master_reload(void);
 void master_apply_config(const struct config *next);
 void master_reload_counts(unsigned *ok, unsigned *failed);
 void master_recycle_db(const char *dbname);
+bool master_forget_failures(const char *dbname);
 
 /* stats.c */
 void master_stats_tick(void);
@@ -91,6 +104,8 @@ int master_run(void);
 /* master.c */
 void master_epoll_add_broker(int index);
 void master_epoll_del_broker(int index);
+void master_epoll_add_monitor(int db_index, int fd);
+void master_epoll_del(int fd);
 
 /* http.c: metrics_listen. Epoll tags: MASTER_TAG_HTTP for the listening
  * socket, MASTER_TAG_HTTP - 1 - i for connection i. */

@@ -7,7 +7,8 @@
  * target's preferred address. When the choice changes, the database's pools
  * are recycled (idle connections now, leased ones at release). Probes run
  * every server_check_period, and at once when a worker reports a failed
- * connect.
+ * connect. While a pg_auto_failover monitor connection is up for the entry
+ * (monitor.c), probing is suspended: the monitor decides.
  */
 #include "master.h"
 
@@ -32,6 +33,7 @@ struct probe_set {
 };
 
 static struct probe_set sets[CFG_MAX_DBS];
+static bool forget_pending[CFG_MAX_DBS]; /* a pool lock was busy at a switch: again */
 
 #define PROBE_TIMEOUT_USEC 5000000ull
 
@@ -144,9 +146,8 @@ static void finish_set(struct probe_set *set)
 /* All probes answered (or timed out): publish the first matching host. */
 static void decide(int db_index, const struct config_db *db, struct probe_set *set)
 {
-	struct shm_target *t = &M.shm.targets[db_index];
 	int pick = -1;
-	char addr[128];
+	char why[64];
 
 	for (int pass = 0; pass < 2 && pick < 0; pass++)
 		for (int i = 0; i < set->n && pick < 0; i++)
@@ -160,13 +161,29 @@ static void decide(int db_index, const struct config_db *db, struct probe_set *s
 		return;
 	}
 	set->warned = false;
-	if ((int)(atomic_load(&t->prefer) % (unsigned)t->naddr) == pick)
-		return;
+	snprintf(why, sizeof(why), "probe (target_session_attrs=%s)",
+	         config_target_attrs_names[db->target_session_attrs]);
+	master_target_prefer(db_index, pick, why);
+}
+
+/* Publish address PICK as database DB_INDEX's server (probe.c and
+ * monitor.c): log why and recycle its pools (idle connections closed now,
+ * leased ones at release); false if it already was. */
+bool master_target_prefer(int db_index, int pick, const char *why)
+{
+	struct shm_target *t = &M.shm.targets[db_index];
+	const char *name = M.cfg.dbs[db_index].name;
+	char addr[128];
+
+	if (!t->ok || pick < 0 || pick >= t->naddr || (int)(atomic_load(&t->prefer) % (unsigned)t->naddr) == pick)
+		return false;
 	atomic_store(&t->prefer, (unsigned)pick);
 	master_describe_target(db_index, pick, addr, sizeof(addr));
-	log_error(LOG_INFO, 0, "database \"%s\": now using host %s (target_session_attrs=%s)", db->name, addr,
-	          config_target_attrs_names[db->target_session_attrs]);
-	master_recycle_db(db->name);
+	log_error(LOG_INFO, 0, "database \"%s\": %s: now using host %s", name, why, addr);
+	master_recycle_db(name);
+	forget_pending[db_index] = !master_forget_failures(name);
+	master_broker_janitor(); /* close the idle connections to the old host now, not within a second */
+	return true;
 }
 
 static void tick_db(int i, uint64_t now)
@@ -177,6 +194,12 @@ static void tick_db(int i, uint64_t now)
 	const struct shm_pool *pool;
 	bool all_done = true;
 
+	if (master_monitor_active(i)) { /* the monitor decides; a probe might pick an old primary */
+		if (set->running)
+			finish_set(set);
+		atomic_store(&t->probe_now, 0);
+		return;
+	}
 	if (!set->running) {
 		bool asked = atomic_exchange(&t->probe_now, 0);
 		if (db->target_session_attrs == TSA_ANY || !t->ok || t->naddr < 2 || (!asked && now < set->next))
@@ -204,6 +227,9 @@ static void tick_db(int i, uint64_t now)
 void master_probe_tick(void)
 {
 	uint64_t now = now_usec();
-	for (int i = 0; i < M.cfg.ndbs; i++)
+	for (int i = 0; i < M.cfg.ndbs; i++) {
+		if (forget_pending[i])
+			forget_pending[i] = !master_forget_failures(M.cfg.dbs[i].name);
 		tick_db(i, now);
+	}
 }

@@ -12,6 +12,7 @@
  * every pool (no connection made under weaker TLS settings outlives it).
  */
 #include "master.h"
+#include "shm/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -123,16 +124,37 @@ void master_reload_counts(unsigned *ok, unsigned *failed)
 	*failed = reloads_failed;
 }
 
-/* The server of database entry `dbname` moved (DNS): recycle its pools. */
-void master_recycle_db(const char *dbname)
+/* The pool rows of database entry `dbname` from index p on: the first
+ * one's index, or -1. */
+static int next_pool_of(const char *dbname, int p)
 {
-	for (int p = 0; p < (int)M.shm.hdr->max_pools; p++) {
-		struct shm_pool *row = &M.shm.pools[p];
+	for (; p < (int)M.shm.hdr->max_pools; p++) {
+		const struct shm_pool *row = &M.shm.pools[p];
 		const struct config_db *db;
 		if (!atomic_load(&row->used))
-			break;
+			return -1;
 		db = config_find_db(&M.cfg, row->db);
 		if (db && strcmp(db->name, dbname) == 0)
-			atomic_fetch_add(&row->recycle_gen, 1);
+			return p;
 	}
+	return -1;
+}
+
+/* The server of database entry `dbname` moved (DNS, probe, monitor):
+ * recycle its pools. */
+void master_recycle_db(const char *dbname)
+{
+	for (int p = next_pool_of(dbname, 0); p >= 0; p = next_pool_of(dbname, p + 1))
+		atomic_fetch_add(&M.shm.pools[p].recycle_gen, 1);
+}
+
+/* ... and end its pools' server_login_retry wait, so that waiting clients
+ * connect to the new server now; false if a pool's lock was busy (the
+ * master only tries it): call again. */
+bool master_forget_failures(const char *dbname)
+{
+	bool done = true;
+	for (int p = next_pool_of(dbname, 0); p >= 0; p = next_pool_of(dbname, p + 1))
+		done &= shm_pool_forget_failure(&M.shm, p);
+	return done;
 }

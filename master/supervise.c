@@ -48,6 +48,7 @@ static void close_inherited(int index)
 	close(M.timer_fd);
 	master_broker_close_all_in_child();
 	master_http_close_in_child();
+	master_monitor_close_all_in_child();
 }
 
 int master_spawn_worker(int index)

@@ -14,6 +14,7 @@
 #include "common.h"
 #include "hba.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <libpq-fe.h>
@@ -133,6 +134,7 @@ static const struct opt global_opts[] = {
     O_TIME(config, dns_max_ttl),
     O_TIME(config, dns_nxdomain_ttl),
     O_TIME(config, server_check_period),
+    O_STR(config, monitor_conninfo),
     O_TIME(config, shutdown_wait_timeout),
     O_BOOL(config, syslog),
     O_STR(config, syslog_ident),
@@ -158,6 +160,7 @@ static const struct opt db_opts[] = {
     O_ENUM(config_db, target_session_attrs, config_target_attrs_names),
     O_STR(config_db, auth_user),
     O_STR(config_db, auth_dbname),
+    O_STR(config_db, monitor_conninfo),
 };
 _Static_assert(ARRAY_LEN(db_opts) <= 32, "db keys are tracked in a 32-bit mask");
 
@@ -381,23 +384,33 @@ static int set_conninfo_val(struct loader *ld, const struct opt *o, struct confi
 	return 0;
 }
 
+/* PQconninfoParse, or NULL after failing with "invalid NAME: why". */
+static PQconninfoOption *parse_conninfo(struct loader *ld, const config_setting_t *s, const char *name,
+                                        const char *text)
+{
+	char *msg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(text, &msg);
+
+	if (!opts) {
+		if (msg)
+			msg[strcspn(msg, "\n")] = '\0';
+		fail(ld, s, "invalid %s: %s", name, msg ? msg : "out of memory");
+		PQfreemem(msg);
+	}
+	return opts;
+}
+
 static int apply_conninfo(struct loader *ld, struct config_db *db, const config_setting_t *s,
                           uint32_t explicit)
 {
 	PQconninfoOption *opts;
-	char *msg = NULL;
 	int rc = 0;
 
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
 		return fail(ld, s, "\"conninfo\" must be a string");
-	opts = PQconninfoParse(config_setting_get_string(s), &msg);
-	if (!opts) {
-		if (msg)
-			msg[strcspn(msg, "\n")] = '\0';
-		rc = fail(ld, s, "invalid conninfo: %s", msg ? msg : "out of memory");
-		PQfreemem(msg);
-		return rc;
-	}
+	opts = parse_conninfo(ld, s, "conninfo", config_setting_get_string(s));
+	if (!opts)
+		return -1;
 	for (PQconninfoOption *c = opts; c->keyword && rc == 0; c++) {
 		const struct opt *o;
 
@@ -408,6 +421,65 @@ static int apply_conninfo(struct loader *ld, struct config_db *db, const config_
 	}
 	PQconninfoFree(opts);
 	return rc;
+}
+
+static bool is_address(const char *h, size_t n)
+{
+	char buf[64];
+	unsigned char bin[16];
+
+	if (n >= sizeof(buf))
+		return false;
+	snprintf(buf, sizeof(buf), "%.*s", (int)n, h);
+	return buf[0] == '/' || inet_pton(AF_INET, buf, bin) == 1 || inet_pton(AF_INET6, buf, bin) == 1;
+}
+
+/* A monitor conninfo must parse; libpq would resolve a host name inside the
+ * master's loop, so the master resolves one itself (master/monitor.c), and a
+ * list of monitor hosts must be given as addresses. */
+static int check_monitor_conninfo(struct loader *ld, const config_setting_t *s, const char *conninfo)
+{
+	PQconninfoOption *opts;
+	const char *host = NULL, *hostaddr = NULL;
+	int rc = 0;
+
+	if (!conninfo[0])
+		return 0;
+	opts = parse_conninfo(ld, s, "monitor_conninfo", conninfo);
+	if (!opts)
+		return -1;
+	for (PQconninfoOption *c = opts; c->keyword; c++) {
+		if (c->val && strcmp(c->keyword, "host") == 0)
+			host = c->val;
+		if (c->val && c->val[0] && strcmp(c->keyword, "hostaddr") == 0)
+			hostaddr = c->val;
+	}
+	for (const char *h = host; h && strchr(host, ',') && !hostaddr && *h && rc == 0;) {
+		size_t n = strcspn(h, ",");
+		if (!is_address(h, n))
+			rc = fail(ld, s, "monitor_conninfo: several monitor hosts must be addresses (or use hostaddr)");
+		h += n + (h[n] == ',');
+	}
+	PQconninfoFree(opts);
+	return rc;
+}
+
+/* An entry's own monitor_conninfo: the monitor picks one of several hosts,
+ * the primary. */
+static int check_db_monitor(struct loader *ld, const struct config_db *db, const config_setting_t *g)
+{
+	const config_setting_t *s = config_setting_get_member(g, "monitor_conninfo");
+	int tsa = db->target_session_attrs;
+
+	if (!db->monitor_conninfo[0])
+		return 0;
+	if (!strchr(db->host, ','))
+		return fail(ld, s, "monitor_conninfo needs a host list (host = \"a,b\"): the monitor picks one of "
+		                   "them");
+	if (tsa != TSA_ANY && tsa != TSA_READ_WRITE && tsa != TSA_PRIMARY)
+		return fail(ld, s, "monitor_conninfo follows the primary: target_session_attrs must be any, "
+		                   "read-write or primary");
+	return check_monitor_conninfo(ld, s, db->monitor_conninfo);
 }
 
 static void db_defaults(struct config_db *db)
@@ -487,7 +559,7 @@ static int load_dbs(struct loader *ld, struct config *cfg, const config_setting_
 
 		if (check_entry(ld, g, "database", cfg->ndbs, CFG_MAX_DBS) < 0)
 			return -1;
-		if (load_db_keys(ld, db, g) < 0)
+		if (load_db_keys(ld, db, g) < 0 || check_db_monitor(ld, db, g) < 0)
 			return -1;
 		if (!db->name[0])
 			return fail(ld, g, "database entry without \"name\"");
@@ -564,7 +636,8 @@ static int load_root(struct loader *ld, struct config *cfg, const config_setting
 		cfg->workers = auto_workers();
 	if (cfg->max_workers < cfg->workers) /* it is a floor for the room, never a cut */
 		cfg->max_workers = cfg->workers;
-	return 0;
+	return check_monitor_conninfo(ld, config_setting_get_member(root, "monitor_conninfo"),
+	                              cfg->monitor_conninfo);
 }
 
 static int check_readable(struct loader *ld)
@@ -864,6 +937,18 @@ int config_min_pool_size(const struct config *cfg, const struct config_db *db)
 int config_max_db_connections(const struct config *cfg, const struct config_db *db)
 {
 	return db && db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
+}
+
+const char *config_monitor_conninfo(const struct config *cfg, const struct config_db *db)
+{
+	int tsa = db->target_session_attrs;
+
+	if (db->monitor_conninfo[0])
+		return db->monitor_conninfo;
+	if (cfg->monitor_conninfo[0] && strchr(db->host, ',') &&
+	    (tsa == TSA_ANY || tsa == TSA_READ_WRITE || tsa == TSA_PRIMARY))
+		return cfg->monitor_conninfo;
+	return NULL;
 }
 
 int config_max_user_connections(const struct config *cfg, const char *user)

@@ -15,6 +15,7 @@
 #define CFG_PATH_LEN 256
 #define CFG_QUERY_LEN 512
 #define CFG_PASSWORD_LEN 256
+#define CFG_CONNINFO_LEN 512
 #define CFG_MAX_DBS 64
 #define CFG_MAX_USERS 64
 #define CFG_HBA_TEXT_LEN 32768
@@ -52,6 +53,7 @@ struct config_db {
 	int target_session_attrs;         /* enum target_attrs: which of several hosts to use */
 	char auth_user[CFG_NAME_LEN];     /* auth_query's login for this database; "" = global */
 	char auth_dbname[CFG_NAME_LEN];   /* database entry auth_query runs in; "" = global */
+	char monitor_conninfo[CFG_CONNINFO_LEN]; /* pg_auto_failover monitor; "" = the global one */
 };
 
 struct config_user {
@@ -112,6 +114,7 @@ struct config {
 	double dns_max_ttl;           /* default 60: re-resolve server host names this often */
 	double dns_nxdomain_ttl;      /* default 15: retry a failed lookup this soon */
 	double server_check_period;   /* default 10: probe multi-host databases this often */
+	char monitor_conninfo[CFG_CONNINFO_LEN]; /* pg_auto_failover monitor for multi-host entries */
 	double shutdown_wait_timeout; /* default 60: SIGTERM waits this long for clients */
 	bool syslog;                  /* default false */
 	char syslog_ident[CFG_NAME_LEN];    /* default "pgshoal" */
@@ -190,6 +193,10 @@ int config_reserve_size(const struct config *cfg, const struct config_db *db);
 int config_min_pool_size(const struct config *cfg, const struct config_db *db);
 int config_max_db_connections(const struct config *cfg, const struct config_db *db);
 int config_max_user_connections(const struct config *cfg, const char *user);
+/* The pg_auto_failover monitor of an entry: its own monitor_conninfo, else
+ * the global one for an entry listing several hosts that follows the
+ * primary (target_session_attrs any, read-write or primary); NULL if none. */
+const char *config_monitor_conninfo(const struct config *cfg, const struct config_db *db);
 
 const char *config_pool_mode_name(int mode);
 

@@ -692,12 +692,16 @@ void shm_pool_slot_free(struct shm *s, int slot, uint32_t gen, uint64_t now, boo
 {
 	struct shm_slot *sl = shm_slot(s, slot);
 	struct shm_pool *row = pool_row(s, sl->pool);
+	bool current, moved;
 
 	shm_mutex_lock(&row->lock);
-	if (atomic_load_explicit(&sl->gen, memory_order_relaxed) == gen &&
-	    atomic_load_explicit(&sl->state, memory_order_relaxed) != SLOT_FREE)
+	current = atomic_load_explicit(&sl->gen, memory_order_relaxed) == gen &&
+	          atomic_load_explicit(&sl->state, memory_order_relaxed) != SLOT_FREE;
+	/* a login to where the server was before it moved: no reason to wait */
+	moved = current && sl->recycle_gen != atomic_load_explicit(&row->recycle_gen, memory_order_relaxed);
+	if (current)
 		free_slot_locked(s, row, sl);
-	if (failed) {
+	if (failed && !moved) {
 		row->last_fail_usec = now ? now : 1;
 		strlcpy_s(row->last_error, err ? err : "server login failed", sizeof(row->last_error));
 	}
@@ -720,6 +724,17 @@ bool shm_pool_pop_failed_waiter(struct shm *s, int pool, struct shm_handoff *h, 
 	h->slot = -1;
 	h->slot_gen = 0;
 	*to_worker = shm_client_worker(s, client);
+	return true;
+}
+
+bool shm_pool_forget_failure(struct shm *s, int pool)
+{
+	struct shm_pool *row = pool_row(s, pool);
+
+	if (!shm_mutex_trylock(&row->lock))
+		return false;
+	row->last_fail_usec = 0;
+	shm_mutex_unlock(&row->lock);
 	return true;
 }
 

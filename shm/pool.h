@@ -72,13 +72,19 @@ int shm_pool_grow_for_waiter(struct shm *s, int pool, int *slot, int *worker);
  * workers' TLS connections: claim one for its owner to close, as
  * LEASE_EVICT does. ST_OK with *slot (its owner is shm_slot->owner). */
 int shm_pool_evict(struct shm *s, int pool, int worker, uint64_t now, int *slot);
-/* A slot's connection is gone (or its login failed: failed = true with err).
- * Only if the slot is still at generation gen: a holder that learns late
- * that its slot died must not free the slot's next user. */
+/* A slot's connection is gone (or its login failed: failed = true with err;
+ * not counted as a failure for server_login_retry if the pool's server moved
+ * since the connect began). Only if the slot is still at generation gen: a
+ * holder that learns late that its slot died must not free the slot's next
+ * user. */
 void shm_pool_slot_free(struct shm *s, int slot, uint32_t gen, uint64_t now, bool failed, const char *err);
 /* After a failed login: pop one waiter to fail if the pool has no server. */
 bool shm_pool_pop_failed_waiter(struct shm *s, int pool, struct shm_handoff *h, int *to_worker);
 void shm_pool_last_error(struct shm *s, int pool, char *buf, size_t len);
+/* The master, when the pool's server moved (failover): forget the last
+ * failed login, so waiting clients connect to the new server at once, not
+ * after server_login_retry. Only tries the lock: false if it was busy. */
+bool shm_pool_forget_failure(struct shm *s, int pool);
 
 /* An idle slot whose socket showed an event (the server closed it, most
  * likely): take it off the idle stack for `worker` to close. */

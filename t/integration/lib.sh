@@ -280,6 +280,17 @@ shoal_psql() {
 	psql -X -q -At -h 127.0.0.1 -p "$SHOAL_PORT" -U "$DBUSER" -v ON_ERROR_STOP=1 "$@"
 }
 
+# steady_client N SECS OUT: one psql session through pgshoal (database
+# postgres) running "select 'q' || inet_server_addr()" N times, SECS apart,
+# output to OUT; run it in the background and wait for it
+steady_client() {
+	local i
+	for i in $(seq 1 "$1"); do
+		echo "select 'q' || inet_server_addr();"
+		sleep "$2"
+	done | shoal_psql -d postgres >"$3" 2>&1
+}
+
 # max RSS in kB over pgshoal's processes right now
 shoal_rss_kb() {
 	local pids

@@ -240,12 +240,7 @@ test_dns_follow() {
 	echo "before the flip: $addr"
 	[ "$addr" = 127.0.0.2 ] || fail "expected 127.0.0.2"
 	# a client that stays connected through the flip, one query every 100 ms
-	(
-		for i in $(seq 1 60); do
-			echo "select 'q' || inet_server_addr();"
-			sleep 0.1
-		done
-	) | shoal_psql -d postgres >"$TMPD/steady.out" 2>&1 &
+	steady_client 60 0.1 "$TMPD/steady.out" &
 	local steady=$!
 	sleep 0.5
 	local t0

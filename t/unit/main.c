@@ -16,6 +16,7 @@ int main(void)
 	register_config();
 	register_futex();
 	register_hba();
+	register_json();
 	register_pool();
 	register_proto();
 	register_scram();

@@ -554,6 +554,31 @@ static void test_pool_login_failure_after_welcome(void)
 	teardown();
 }
 
+/* The pool's server moved (failover: the master bumped recycle_gen): a
+ * login that failed on the old server does not hold clients back, and the
+ * master's shm_pool_forget_failure ends a wait that had begun. */
+static void test_pool_server_moved(void)
+{
+	int a, b, s1, s2, slot;
+
+	setup();
+	shm_pool_set_welcome(&S, P, "S", 1);
+	a = cl(0, 0), b = cl(1, 0);
+	CU_ASSERT_EQUAL(lease(P, a, T0, &s1), LEASE_CONNECT);
+	atomic_fetch_add(&row(P)->recycle_gen, 1); /* s1 connects to the old server */
+	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true, "connection refused");
+	CU_ASSERT_EQUAL(row(P)->last_fail_usec, 0);
+	CU_ASSERT_EQUAL(lease(P, b, T0 + SEC, &s2), LEASE_CONNECT);
+	S.slots[s2].recycle_gen = atomic_load(&row(P)->recycle_gen); /* as server_connect() stamps it */
+	shm_pool_slot_free(&S, s2, atomic_load(&S.slots[s2].gen), T0 + SEC, true, "connection refused");
+	CU_ASSERT_NOT_EQUAL(row(P)->last_fail_usec, 0); /* the new server failed: wait */
+	CU_ASSERT_EQUAL(lease(P, cl(2, 0), T0 + 2 * SEC, &slot), LEASE_QUEUED);
+	CU_ASSERT_TRUE(shm_pool_forget_failure(&S, P));
+	CU_ASSERT_EQUAL(lease(P, cl(2, 1), T0 + 2 * SEC, &slot), LEASE_CONNECT);
+	CU_ASSERT(slot >= 0);
+	teardown();
+}
+
 /* A holder that learns late that its slot died (an older generation) must
  * not free the slot's next user. */
 static void test_pool_slot_free_checks_generation(void)
@@ -1144,6 +1169,7 @@ void register_pool(void)
 	ADD_TEST(s, test_pool_dequeue_from_middle);
 	ADD_TEST(s, test_pool_login_failure);
 	ADD_TEST(s, test_pool_login_failure_after_welcome);
+	ADD_TEST(s, test_pool_server_moved);
 	ADD_TEST(s, test_pool_prefers_own_worker_within_window);
 	ADD_TEST(s, test_pool_slot_free_checks_generation);
 	ADD_TEST(s, test_pool_max_db_connections);

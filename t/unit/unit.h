@@ -7,6 +7,7 @@
 void register_config(void);
 void register_futex(void);
 void register_hba(void);
+void register_json(void);
 void register_pool(void);
 void register_proto(void);
 void register_scram(void);
