@@ -38,6 +38,7 @@ static void keep_restart_settings(const struct config *old, struct config *next)
 	KEEP_INT(listen_backlog);
 	KEEP_INT(max_client_conn);
 	KEEP_INT(max_pools);
+	KEEP_INT(max_prepared_statements);
 	KEEP_INT(pkt_buf);
 	KEEP_STR(pidfile);
 	KEEP_STR(user);

@@ -11,6 +11,7 @@
  */
 #include "admin.h"
 #include "shm/ctl.h"
+#include "shm/stmt_registry.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -161,7 +162,8 @@ static void db_stats(const char *db, int n, struct stat_sum *cur, struct stat_su
 #define STAT_COLS(s)                                                                               \
 	(s)->v[STAT_ASSIGN], (s)->v[STAT_XACT], (s)->v[STAT_QUERY], (s)->v[STAT_RECV],             \
 	    (s)->v[STAT_SENT], (s)->v[STAT_XACT_TIME], (s)->v[STAT_QUERY_TIME],                    \
-	    (s)->v[STAT_WAIT_TIME], (uint64_t)0, (uint64_t)0, (uint64_t)0, (s)->v[STAT_LOGIN]
+	    (s)->v[STAT_WAIT_TIME], (s)->v[STAT_CLIENT_PARSE], (s)->v[STAT_SERVER_PARSE],          \
+	    (s)->v[STAT_BIND], (s)->v[STAT_LOGIN]
 
 /* kind: 0 SHOW STATS, 1 STATS_TOTALS, 2 STATS_AVERAGES */
 static void show_stats(struct admin *a, int kind)
@@ -250,7 +252,7 @@ static void show_totals(struct admin *a)
 	                                    "client_login_count"};
 	static const int keys[] = {
 	    STAT_ASSIGN,     STAT_XACT,      STAT_QUERY, STAT_RECV, STAT_SENT, STAT_XACT_TIME,
-	    STAT_QUERY_TIME, STAT_WAIT_TIME, -1,         -1,        -1,        STAT_LOGIN};
+	    STAT_QUERY_TIME, STAT_WAIT_TIME, STAT_CLIENT_PARSE, STAT_SERVER_PARSE, STAT_BIND, STAT_LOGIN};
 	struct stat_sum cur, avg;
 	char name[64];
 
@@ -431,7 +433,8 @@ static void show_clients(struct admin *a)
 		admin_row(a, socket_types, "C", r->user, r->db, "none", label, r->addr,
 		          (int)r->port, r->local_addr, (int)r->local_port, r->connect_usec,
 		          admin_wall_of(t), (int)(wait / 1000000), (int)(wait % 1000000), 0, ptr,
-		          link, 0, r->tls ? "TLS" : "", r->app_name, 0, (int)r->id);
+		          link, 0, r->tls ? "TLS" : "", r->app_name,
+		          atomic_load_explicit(&r->prepared, memory_order_relaxed), (int)r->id);
 	}
 	admin_complete(a, "SHOW");
 }
@@ -459,7 +462,7 @@ static void server_row(struct admin *a, int i, const char *state, uint64_t now)
 	admin_row(a, socket_types, "S", row->user, row->db, "none", state, addr, port,
 	          (const char *)NULL, 0, admin_wall_of(sl->created_usec),
 	          admin_wall_of(sl->idle_since_usec), 0, 0, stale ? 1 : 0, ptr, link,
-	          (int)sl->be_pid, "", app, 0, i);
+	          (int)sl->be_pid, "", app, shm_stmt_count(W.shm, i), i);
 }
 
 static void show_servers(struct admin *a)
@@ -492,7 +495,8 @@ static bool needs_restart(const char *name)
 {
 	static const char *const fixed[] = {"listen_addr",    "listen_port", "unix_socket_dir",
 	                                    "listen_backlog", "workers",     "max_client_conn",
-	                                    "max_pools",      "pkt_buf",     "user"};
+	                                    "max_pools",      "pkt_buf",     "user",
+	                                    "max_prepared_statements"};
 	for (size_t i = 0; i < ARRAY_LEN(fixed); i++)
 		if (strcmp(name, fixed[i]) == 0)
 			return true;
@@ -608,6 +612,9 @@ static void show_mem(struct admin *a)
 	          (int)(h->nworkers * (uint32_t)n),
 	          (int)(h->nworkers * (h->max_pools - (uint32_t)n)),
 	          (int)(sizeof(struct shm_stats) * h->nworkers * h->max_pools));
+	if (h->stmt_cap)
+		admin_row(a, "siiii", "shm_prepared", (int)h->stmt_stride, used_slots, nslots - used_slots,
+		          (int)(h->stmt_stride * (size_t)nslots));
 	admin_row(a, "siiii", "shm_total", (int)h->total_size, 1, 0, (int)h->total_size);
 	admin_row(a, "siiii", "worker_iobuf", (int)W.buf_size, 0, W.nbuf_pool,
 	          (int)(W.buf_size * (uint32_t)W.nbuf_pool));

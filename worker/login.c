@@ -291,6 +291,9 @@ static int sync_message(struct server *sv, const char *m, uint32_t total)
 			params_apply_status(sv->client, sv, name, name + strlen(name) + 1);
 		}
 		return ST_AGAIN;
+	case 'C':
+		prepared_sync_tag(sv, m + 5, total - 5); /* a DISCARD ALL drops prepared statements */
+		return ST_AGAIN;
 	case 'Z':
 		sv->tx = m[5];
 		buf_release(&sv->in);
