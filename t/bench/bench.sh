@@ -15,10 +15,13 @@
 #   B          build dir holding pgshoal                  (default: build)
 #   T          seconds per pgbench run                    (default: 10; FULL: 30)
 #   REPEAT     rounds of A B C C B A                      (default: 1; FULL: 2)
-#   WORKLOADS  comma list of S<n>, TPCB<n>, SC<n>, SEXT<n>, IDLE<n>
-#              (-S, TPC-B, -S -C, -S -M extended, <n> idle clients' memory)
-#              (default: S100,S500,TPCB100,SC100,IDLE1000; FULL: all of
-#              S10,S100,S500,TPCB10,TPCB100,TPCB500,SC100,SEXT100,IDLE1000,IDLE10000)
+#   WORKLOADS  comma list of S<n>, TPCB<n>, SC<n>, SEXT<n>, SP<n>, IDLE<n>
+#              (-S, TPC-B, -S -C, -S -M extended, -S -M prepared, <n> idle
+#              clients' memory) (default: S100,SP100,S500,TPCB100,SC100,IDLE1000;
+#              FULL: all of S10,S100,SP100,S500,SP500,TPCB10,TPCB100,TPCB500,
+#              SC100,SEXT100,IDLE1000,IDLE10000). TPC-B is not run with
+#              -M prepared: pgbench's blocking PQprepare deadlocks a thread
+#              with several clients in any transaction-mode pooler.
 #   WORKERS    pgshoal workers; a comma list (1,2,4,8) runs one pgshoal per
 #              value (PGSHOAL_W<n>) and adds PGBOUNCER_X2, two PgBouncers on
 #              one port with so_reuseport and the pool split 25 + 25 (default: 2)
@@ -51,11 +54,11 @@ FULL=${FULL:-}
 if [ -n "$FULL" ]; then
 	T=${T:-30}
 	REPEAT=${REPEAT:-2}
-	WORKLOADS=${WORKLOADS:-S10,S100,S500,TPCB10,TPCB100,TPCB500,SC100,SEXT100,IDLE1000,IDLE10000}
+	WORKLOADS=${WORKLOADS:-S10,S100,SP100,S500,SP500,TPCB10,TPCB100,TPCB500,SC100,SEXT100,IDLE1000,IDLE10000}
 else
 	T=${T:-10}
 	REPEAT=${REPEAT:-1}
-	WORKLOADS=${WORKLOADS:-S100,S500,TPCB100,SC100,IDLE1000}
+	WORKLOADS=${WORKLOADS:-S100,SP100,S500,TPCB100,SC100,IDLE1000}
 fi
 WORKERS=${WORKERS:-2}
 NCPU=$(nproc)
@@ -385,7 +388,7 @@ log_lines() { [ -f "${TLOG[$1]:-/nonexistent}" ] && wc -l <"${TLOG[$1]}" || echo
 
 # workload NAME → sets WL_KIND (tx|idle), WL_N (clients), WL_OPTS (pgbench)
 parse_workload() {
-	[[ $1 =~ ^(S|TPCB|SC|SEXT|IDLE)([0-9]+)$ ]] || return 1
+	[[ $1 =~ ^(SEXT|SC|SP|S|TPCB|IDLE)([0-9]+)$ ]] || return 1
 	WL_N=${BASH_REMATCH[2]}
 	WL_KIND=tx
 	case ${BASH_REMATCH[1]} in
@@ -393,6 +396,7 @@ parse_workload() {
 	TPCB) WL_OPTS="" ;;
 	SC) WL_OPTS="-S -C" ;;
 	SEXT) WL_OPTS="-S -M extended" ;;
+	SP) WL_OPTS="-S -M prepared" ;; # named prepared statements (issue #7)
 	IDLE) WL_KIND=idle WL_OPTS="" ;;
 	esac
 	[ "$WL_N" -gt 0 ]
@@ -682,7 +686,7 @@ report() {
 main() {
 	local wl tg round w order i port ws
 	for wl in ${WORKLOADS//,/ }; do
-		parse_workload "$wl" || die "unknown workload '$wl' (S<n>, TPCB<n>, SC<n>, SEXT<n>, IDLE<n>)"
+		parse_workload "$wl" || die "unknown workload '$wl' (S<n>, TPCB<n>, SC<n>, SEXT<n>, SP<n>, IDLE<n>)"
 	done
 	[[ $T =~ ^[0-9]+$ ]] && [ "$T" -gt 0 ] || die "T must be a positive integer"
 	[[ $REPEAT =~ ^[0-9]+$ ]] && [ "$REPEAT" -gt 0 ] || die "REPEAT must be a positive integer"

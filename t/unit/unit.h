@@ -10,6 +10,7 @@ void register_pool(void);
 void register_proto(void);
 void register_scram(void);
 void register_stats(void);
+void register_stmt_registry(void);
 void register_userlist(void);
 
 #define ADD_TEST(suite, fn) CU_add_test(suite, #fn, fn)
