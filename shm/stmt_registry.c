@@ -28,7 +28,8 @@ size_t shm_stmt_stride(int max, uint32_t *cap, uint32_t *nbuckets)
 		return 0;
 	*cap = (uint32_t)max + STMT_SLACK;
 	*nbuckets = pow2_at_least(*cap);
-	n = sizeof(struct shm_stmt_reg) + sizeof(struct shm_stmt) * *cap + sizeof(uint16_t) * *nbuckets;
+	n = sizeof(struct shm_stmt_reg) + sizeof(struct shm_stmt) * *cap +
+	    sizeof(uint16_t) * *nbuckets;
 	return (n + CACHELINE - 1) & ~(size_t)(CACHELINE - 1);
 }
 
@@ -71,8 +72,11 @@ struct shm_stmt_reg *shm_stmt_reg(const struct shm *s, int slot, uint32_t gen)
 	if (!s->hdr->stmt_cap)
 		return NULL;
 	r = (struct shm_stmt_reg *)(s->stmts + (size_t)slot * s->hdr->stmt_stride);
-	if (r->gen != gen)
+	if (r->gen != gen) {
+		log_debug(DBG_PROTO, "S-%d: prepared statements: registry of generation %u, now %u",
+		          slot, r->gen, gen);
 		reset(s, r, gen);
+	}
 	return r;
 }
 
@@ -98,28 +102,24 @@ static void lru_unlink(const struct shm *s, struct shm_stmt_reg *r, int i)
 	e->lru_prev = e->lru_next = 0;
 }
 
-static void lru_push_head(const struct shm *s, struct shm_stmt_reg *r, int i)
+/* Put entry i at the most recently used end (head) or the least (tail). */
+static void lru_push(const struct shm *s, struct shm_stmt_reg *r, int i, bool head)
 {
 	struct shm_stmt *e = shm_stmt_at(s, r, i);
-	e->lru_prev = 0;
-	e->lru_next = r->lru_head;
-	if (r->lru_head)
-		shm_stmt_at(s, r, r->lru_head - 1)->lru_prev = (uint16_t)(i + 1);
-	else
-		r->lru_tail = (uint16_t)(i + 1);
-	r->lru_head = (uint16_t)(i + 1);
-}
+	uint16_t *end = head ? &r->lru_head : &r->lru_tail,
+	         *other = head ? &r->lru_tail : &r->lru_head;
+	uint16_t *toward = head ? &e->lru_next : &e->lru_prev,
+	         *away = head ? &e->lru_prev : &e->lru_next;
 
-static void lru_push_tail(const struct shm *s, struct shm_stmt_reg *r, int i)
-{
-	struct shm_stmt *e = shm_stmt_at(s, r, i);
-	e->lru_next = 0;
-	e->lru_prev = r->lru_tail;
-	if (r->lru_tail)
-		shm_stmt_at(s, r, r->lru_tail - 1)->lru_next = (uint16_t)(i + 1);
-	else
-		r->lru_head = (uint16_t)(i + 1);
-	r->lru_tail = (uint16_t)(i + 1);
+	*away = 0;
+	*toward = *end;
+	if (*end) {
+		struct shm_stmt *n = shm_stmt_at(s, r, *end - 1);
+		*(head ? &n->lru_prev : &n->lru_next) = (uint16_t)(i + 1);
+	} else {
+		*other = (uint16_t)(i + 1);
+	}
+	*end = (uint16_t)(i + 1);
 }
 
 /* Take a free position and index it under hash. */
@@ -149,7 +149,7 @@ int shm_stmt_add(const struct shm *s, struct shm_stmt_reg *r, const uint8_t *has
 	if (i < 0)
 		return -1;
 	shm_stmt_at(s, r, i)->id = ++r->next_id;
-	lru_push_head(s, r, i);
+	lru_push(s, r, i, true);
 	return i;
 }
 
@@ -159,7 +159,7 @@ int shm_stmt_restore(const struct shm *s, struct shm_stmt_reg *r, const uint8_t 
 	if (i < 0)
 		return -1;
 	shm_stmt_at(s, r, i)->id = id;
-	lru_push_tail(s, r, i);
+	lru_push(s, r, i, false);
 	atomic_store_explicit(&r->ready, atomic_load_explicit(&r->ready, memory_order_relaxed) + 1,
 	                      memory_order_relaxed);
 	return i;
@@ -188,7 +188,8 @@ void shm_stmt_remove(const struct shm *s, struct shm_stmt_reg *r, int i)
 		*p = e->hnext;
 	lru_unlink(s, r, i);
 	if (e->state == STMT_READY)
-		atomic_store_explicit(&r->ready, atomic_load_explicit(&r->ready, memory_order_relaxed) - 1,
+		atomic_store_explicit(&r->ready,
+		                      atomic_load_explicit(&r->ready, memory_order_relaxed) - 1,
 		                      memory_order_relaxed);
 	e->state = STMT_FREE;
 	e->hnext = 0;
@@ -197,7 +198,8 @@ void shm_stmt_remove(const struct shm *s, struct shm_stmt_reg *r, int i)
 	r->nused--;
 }
 
-void shm_stmt_touch(const struct shm *s, struct shm_stmt_reg *r, int i, uint32_t lease, uint32_t grp)
+void shm_stmt_touch(const struct shm *s, struct shm_stmt_reg *r, int i, uint32_t lease,
+                    uint32_t grp)
 {
 	struct shm_stmt *e = shm_stmt_at(s, r, i);
 	e->pin_lease = lease;
@@ -205,7 +207,7 @@ void shm_stmt_touch(const struct shm *s, struct shm_stmt_reg *r, int i, uint32_t
 	if (r->lru_head == i + 1)
 		return;
 	lru_unlink(s, r, i);
-	lru_push_head(s, r, i);
+	lru_push(s, r, i, true);
 }
 
 bool shm_stmt_full(const struct shm *s, const struct shm_stmt_reg *r)
@@ -213,7 +215,8 @@ bool shm_stmt_full(const struct shm *s, const struct shm_stmt_reg *r)
 	return r->nused >= s->hdr->stmt_max;
 }
 
-int shm_stmt_victim(const struct shm *s, struct shm_stmt_reg *r, uint32_t lease, uint32_t first_live)
+int shm_stmt_victim(const struct shm *s, struct shm_stmt_reg *r, uint32_t lease,
+                    uint32_t first_live)
 {
 	for (uint16_t i = r->lru_tail; i; i = shm_stmt_at(s, r, i - 1)->lru_prev) {
 		struct shm_stmt *e = shm_stmt_at(s, r, i - 1);

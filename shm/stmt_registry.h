@@ -23,11 +23,11 @@
 
 #include "shm.h"
 
-#define STMT_HASH_LEN 32 /* SHA-256: collisions are not a practical concern, so no text is kept */
-#define STMT_SLACK 16    /* positions past the bound, for statements pinned by requests in flight */
-#define STMT_MAX 10000   /* largest max_prepared_statements (indices are 16-bit) */
+#define STMT_HASH_LEN    32 /* SHA-256: collisions are not a practical concern, so no text is kept */
+#define STMT_SLACK       16 /* positions past the bound, for statements pinned by requests in flight */
+#define STMT_MAX         10000 /* largest max_prepared_statements (indices are 16-bit) */
 #define STMT_NAME_PREFIX "pgshoal_"
-#define STMT_NAME_LEN 24 /* "pgshoal_" + a 32-bit id + NUL */
+#define STMT_NAME_LEN    24 /* "pgshoal_" + a 32-bit id + NUL */
 
 enum stmt_state {
 	STMT_FREE = 0,
@@ -37,24 +37,24 @@ enum stmt_state {
 
 struct shm_stmt {
 	uint8_t hash[STMT_HASH_LEN];
-	uint32_t id;              /* the server's name is STMT_NAME_PREFIX + id */
-	uint32_t pin_lease;       /* referenced during this lease ... */
-	uint32_t pin_grp;         /* ... by this request group of its client */
+	uint32_t id;                 /* the server's name is STMT_NAME_PREFIX + id */
+	uint32_t pin_lease;          /* referenced during this lease ... */
+	uint32_t pin_grp;            /* ... by this request group of its client */
 	uint16_t lru_prev, lru_next; /* index + 1; 0 = none. head = most recently used */
-	uint16_t hnext;           /* hash chain, index + 1 */
-	uint8_t state;            /* enum stmt_state */
+	uint16_t hnext;              /* hash chain, index + 1 */
+	uint8_t state;               /* enum stmt_state */
 	uint8_t pad;
 };
 
 struct shm_stmt_reg {
-	uint32_t gen;       /* slot generation it describes; 0 = never used */
-	uint32_t next_id;   /* last id given out on this connection */
-	uint32_t lease;     /* bumped when another client starts using the slot (pins) */
+	uint32_t gen;     /* slot generation it describes; 0 = never used */
+	uint32_t next_id; /* last id given out on this connection */
+	uint32_t lease;   /* bumped when another client starts using the slot (pins) */
 	uint16_t lru_head, lru_tail, free_head; /* index + 1 */
-	uint16_t nused;     /* PENDING + READY */
-	uint8_t poisoned;   /* a session-mode client held it: DEALLOCATE ALL before trusting it */
-	atomic_int ready;   /* READY entries: holder writes, SHOW SERVERS reads (relaxed) */
-	/* then entries[cap] and uint16_t buckets[nbuckets] (index + 1) */
+	uint16_t nused;                         /* PENDING + READY */
+	uint8_t poisoned; /* a session-mode client held it: DEALLOCATE ALL before trusting it */
+	atomic_int ready; /* READY entries: holder writes, SHOW SERVERS reads (relaxed) */
+	                  /* then entries[cap] and uint16_t buckets[nbuckets] (index + 1) */
 };
 
 /* Bytes per slot for a bound of max (0: no registry at all). */
@@ -79,12 +79,14 @@ int shm_stmt_restore(const struct shm *s, struct shm_stmt_reg *r, const uint8_t 
 void shm_stmt_set_ready(const struct shm *s, struct shm_stmt_reg *r, int i);
 void shm_stmt_remove(const struct shm *s, struct shm_stmt_reg *r, int i);
 /* Most recently used now; pinned while group `grp` of lease `lease` runs. */
-void shm_stmt_touch(const struct shm *s, struct shm_stmt_reg *r, int i, uint32_t lease, uint32_t grp);
+void shm_stmt_touch(const struct shm *s, struct shm_stmt_reg *r, int i, uint32_t lease,
+                    uint32_t grp);
 /* The bound is reached: PENDING + READY >= max_prepared_statements. */
 bool shm_stmt_full(const struct shm *s, const struct shm_stmt_reg *r);
 /* Least recently used READY entry not pinned by a group >= first_live of
  * lease `lease`, or -1. */
-int shm_stmt_victim(const struct shm *s, struct shm_stmt_reg *r, uint32_t lease, uint32_t first_live);
+int shm_stmt_victim(const struct shm *s, struct shm_stmt_reg *r, uint32_t lease,
+                    uint32_t first_live);
 /* The server dropped every prepared statement (DEALLOCATE ALL, DISCARD
  * ALL): forget the READY ones (PENDING ones were sent after it). */
 void shm_stmt_clear_ready(const struct shm *s, struct shm_stmt_reg *r);

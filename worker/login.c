@@ -315,6 +315,7 @@ int swallow_query(struct server *sv, const char *sql, int after)
 	proto_query(&b, sql);
 	if (b.err || !send_all(sv, b.p, b.len))
 		return ST_ERROR;
+	log_debug(DBG_PROTO, "S-%d: pgshoal query: %s", sv->slot, sql);
 	sv->after_sync = after;
 	sv->sync_failed = false;
 	server_set_state(sv, SV_SYNC);

@@ -39,14 +39,16 @@ static uint32_t name_hash(const char *p, uint32_t n)
 
 static void publish_count(struct client *c)
 {
-	atomic_store_explicit(&shm_client(W.shm, c->row)->prepared, (int)c->ps->nstmts, memory_order_relaxed);
+	atomic_store_explicit(&shm_client(W.shm, c->row)->prepared, (int)c->ps->nstmts,
+	                      memory_order_relaxed);
 }
 
 struct ps_stmt *ps_map_get(struct ps_client *ps, const char *name, uint32_t len)
 {
 	if (!ps->map_cap)
 		return NULL;
-	for (struct ps_stmt *st = ps->map[name_hash(name, len) & (ps->map_cap - 1)]; st; st = st->next)
+	for (struct ps_stmt *st = ps->map[name_hash(name, len) & (ps->map_cap - 1)]; st;
+	     st = st->next)
 		if (st->name_len == len && memcmp(st->data, name, len) == 0)
 			return st;
 	return NULL;
@@ -109,7 +111,8 @@ void ps_map_del(struct client *c, struct ps_stmt *st)
 
 	if (!ps->map_cap)
 		return;
-	for (p = &ps->map[name_hash(st->data, st->name_len) & (ps->map_cap - 1)]; *p; p = &(*p)->next)
+	for (p = &ps->map[name_hash(st->data, st->name_len) & (ps->map_cap - 1)]; *p;
+	     p = &(*p)->next)
 		if (*p == st) {
 			*p = st->next;
 			ps->nstmts--;
@@ -132,7 +135,8 @@ void ps_forget_ready(struct client *c)
 		}
 }
 
-static struct ps_stmt *stmt_new(const char *name, uint32_t name_len, const char *body, uint32_t body_len)
+static struct ps_stmt *stmt_new(const char *name, uint32_t name_len, const char *body,
+                                uint32_t body_len)
 {
 	struct ps_stmt *st = malloc(sizeof(*st) + name_len + 1 + body_len);
 
@@ -180,6 +184,25 @@ void prepared_login(struct client *c)
 	c->pos.on = c->mode != POOL_SESSION && W.shm->hdr->stmt_cap > 0;
 }
 
+/* The request stream moves past a message the server answers as it is. */
+static void count_forward(struct client *c, char type)
+{
+	switch (type) {
+	case 'P':
+	case 'B':
+	case 'D':
+	case 'E':
+	case 'C': c->pos.fwd_unit++; break;
+	case 'S':
+	case 'Q':
+	case 'F':
+		c->pos.fwd_grp++;
+		c->pos.fwd_unit = 0;
+		break;
+	default: break;
+	}
+}
+
 /* Whether a P/B/D/C message names a statement: 1 yes, 0 no, -1 cannot
  * tell from the bytes there. */
 static int names_statement(char type, const char *body, uint32_t avail, uint32_t len)
@@ -189,8 +212,7 @@ static int names_statement(char type, const char *body, uint32_t avail, uint32_t
 	if (avail > len)
 		avail = len;
 	switch (type) {
-	case 'P':
-		return len == 0 ? 0 : avail < 1 ? -1 : body[0] != '\0';
+	case 'P': return len == 0 ? 0 : avail < 1 ? -1 : body[0] != '\0';
 	case 'B':
 		z = memchr(body, 0, avail);
 		if (!z)
@@ -235,17 +257,10 @@ int prepared_scan(struct client *c, char type, uint32_t total)
 			return ST_AGAIN;
 		if (named != 0)
 			return begin_rewriting(c);
-		c->pos.fwd_unit++;
-		break;
-	case 'E': c->pos.fwd_unit++; break;
-	case 'S':
-	case 'Q':
-	case 'F':
-		c->pos.fwd_grp++;
-		c->pos.fwd_unit = 0;
 		break;
 	default: break;
 	}
+	count_forward(c, type);
 	return ST_OK;
 }
 
@@ -305,7 +320,8 @@ int prepared_lease_sql(struct client *c, struct server *sv, char *out, size_t ca
 	if (!W.shm->hdr->stmt_cap)
 		return 0;
 	if (!c->pos.on) {
-		r = (struct shm_stmt_reg *)(W.shm->stmts + (size_t)sv->slot * W.shm->hdr->stmt_stride);
+		r = (struct shm_stmt_reg *)(W.shm->stmts +
+		                            (size_t)sv->slot * W.shm->hdr->stmt_stride);
 		if (r->gen == sv->gen && r->nused)
 			r->poisoned = 1;
 		return 0;
@@ -385,7 +401,8 @@ static bool queue_at(struct client *c, struct ps_action *a, enum ps_kind kind)
 	a->kind = kind;
 	a->grp = c->pos.fwd_grp;
 	a->unit = c->pos.fwd_unit;
-	log_debug(DBG_PROTO, "C-%d: action %d at %u.%u", c->row, kind, a->grp, a->unit);
+	log_debug(DBG_PROTO, "C-%d: action %d at %u.%u on S-%d", c->row, kind, a->grp, a->unit,
+	          c->server ? c->server->slot : -1);
 	return ps_queue(c->ps, a);
 }
 
@@ -400,7 +417,9 @@ static int prepare_on_server(struct client *c, struct shm_stmt_reg *r, struct ps
 	struct ps_action ev = {.reg = -1};
 	char name[STMT_NAME_LEN];
 	uint32_t len = 0;
-	int victim = shm_stmt_full(W.shm, r) ? shm_stmt_victim(W.shm, r, ps->lease, c->pos.ans_grp) : -1, i;
+	int victim =
+	        shm_stmt_full(W.shm, r) ? shm_stmt_victim(W.shm, r, ps->lease, c->pos.ans_grp) : -1,
+	    i;
 
 	if (victim >= 0) {
 		struct shm_stmt *e = shm_stmt_at(W.shm, r, victim);
@@ -414,7 +433,8 @@ static int prepare_on_server(struct client *c, struct shm_stmt_reg *r, struct ps
 	}
 	i = shm_stmt_add(W.shm, r, st->hash);
 	if (i < 0) {
-		client_error_close(c, "54000", "too many prepared statements in flight (max_prepared_statements)");
+		client_error_close(
+		    c, "54000", "too many prepared statements in flight (max_prepared_statements)");
 		return -1;
 	}
 	shm_stmt_touch(W.shm, r, i, ps->lease, c->pos.fwd_grp);
@@ -520,7 +540,8 @@ static bool valid_parse_body(const char *body, uint32_t len)
 	if (q == len)
 		return false;
 	rest = len - q - 1;
-	return rest >= 2 && rest == 2 + 4u * (((uint32_t)(uint8_t)body[q + 1] << 8) | (uint8_t)body[q + 2]);
+	return rest >= 2 &&
+	       rest == 2 + 4u * (((uint32_t)(uint8_t)body[q + 1] << 8) | (uint8_t)body[q + 2]);
 }
 
 /* A whole named Parse is in acc. */
@@ -607,7 +628,8 @@ static enum fin finish_describe_close(struct client *c, struct shm_stmt_reg *r)
 {
 	struct ps_client *ps = c->ps;
 	struct ps_action a = {.reg = -1};
-	uint32_t nlen = ps->acc_len > 1 ? (uint32_t)strnlen(ps->acc + 1, ps->acc_len - 1) : 0, off = 0;
+	uint32_t nlen = ps->acc_len > 1 ? (uint32_t)strnlen(ps->acc + 1, ps->acc_len - 1) : 0,
+	         off = 0;
 	char name[PS_HEAD_MAX + 1];
 
 	if (ps->acc_len < 2 || ps->acc[0] != 'S' || nlen == 0) {
@@ -615,7 +637,8 @@ static enum fin finish_describe_close(struct client *c, struct shm_stmt_reg *r)
 		return FIN_ASIS;
 	}
 	if (ps->acc_len < ps->body || nlen + 2 != ps->body)
-		return bad_message(c, "invalid Describe or Close message (or prepared statement name too long)");
+		return bad_message(
+		    c, "invalid Describe or Close message (or prepared statement name too long)");
 	if (ps->type == 'C') { /* answered by us; the server keeps the statement for others */
 		a.stmt = ps_map_get(ps, ps->acc + 1, nlen);
 		if (a.stmt)
@@ -703,8 +726,9 @@ static bool waits_on_earlier(const struct client *c)
 		const struct ps_action *a = &ps->q[(ps->q_head + i) % ps->q_cap];
 		if (a->grp >= c->pos.fwd_grp)
 			break;
-		if ((a->kind == A_FWD_PARSE || a->kind == A_LOCAL_PARSE || a->kind == A_LOCAL_CLOSE) && a->stmt &&
-		    a->stmt->name_len == len && memcmp(a->stmt->data, name, len) == 0)
+		if ((a->kind == A_FWD_PARSE || a->kind == A_LOCAL_PARSE ||
+		     a->kind == A_LOCAL_CLOSE) &&
+		    a->stmt && a->stmt->name_len == len && memcmp(a->stmt->data, name, len) == 0)
 			return true;
 	}
 	return false;
@@ -759,21 +783,16 @@ static void begin_message(struct client *c)
 	case 'D':
 	case 'C':
 		if (ps->body > 0) {
-			ps->acc_need = ps->type == 'P' ? 1 : ps->body < PS_HEAD_MAX ? ps->body : PS_HEAD_MAX;
+			ps->acc_need = ps->type == 'P'          ? 1
+			               : ps->body < PS_HEAD_MAX ? ps->body
+			                                        : PS_HEAD_MAX;
 			ps->mode = M_ACC;
 			return;
 		}
-		c->pos.fwd_unit++; /* malformed: the server will say so */
-		break;
-	case 'E': c->pos.fwd_unit++; break;
-	case 'S':
-	case 'Q':
-	case 'F':
-		c->pos.fwd_grp++;
-		c->pos.fwd_unit = 0;
-		break;
+		break; /* malformed: the server will say so */
 	default: break;
 	}
+	count_forward(c, ps->type);
 	add_seg(ps, (const char *)ps->hdr, 5);
 	ps->mode = ps->left ? M_PASS : M_HDR;
 }
@@ -811,7 +830,8 @@ static int step(struct client *c, struct shm_stmt_reg *r)
 	}
 	/* M_ACC */
 	n = ps->acc_need - ps->acc_len < avail ? ps->acc_need - ps->acc_len : avail;
-	if (!acc_reserve(ps, ps->acc_len + n)) { /* grows with what came, not with what is announced */
+	if (!acc_reserve(ps,
+	                 ps->acc_len + n)) { /* grows with what came, not with what is announced */
 		out_of_memory(c);
 		return ST_ERROR;
 	}

@@ -31,14 +31,14 @@ enum ps_stmt_state { PS_PENDING, PS_READY };
 
 /* One of the client's named statements (this worker's memory). */
 struct ps_stmt {
-	struct ps_stmt *next;  /* chain in the client's map */
-	int refs;              /* the map, actions, output in progress */
-	uint8_t state;         /* enum ps_stmt_state: PENDING until its ParseComplete */
+	struct ps_stmt *next; /* chain in the client's map */
+	int refs;             /* the map, actions, output in progress */
+	uint8_t state;        /* enum ps_stmt_state: PENDING until its ParseComplete */
 	uint8_t hash[STMT_HASH_LEN];
-	uint32_t name_len;     /* without the NUL */
-	uint32_t body_len;     /* the Parse body after the name: query, NUL, parameter types */
-	char *body;            /* = data + name_len + 1 */
-	char data[];           /* name, NUL, body */
+	uint32_t name_len; /* without the NUL */
+	uint32_t body_len; /* the Parse body after the name: query, NUL, parameter types */
+	char *body;        /* = data + name_len + 1 */
+	char data[];       /* name, NUL, body */
 };
 
 enum ps_kind {
@@ -51,13 +51,13 @@ enum ps_kind {
 };
 
 struct ps_action {
-	uint8_t kind;             /* enum ps_kind */
-	uint32_t grp, unit;       /* where in the reply stream it belongs */
-	int32_t reg;              /* registry entry (FWD, INJECT) */
-	uint32_t id;              /* that entry's id, or the evicted one's */
+	uint8_t kind;                /* enum ps_kind */
+	uint32_t grp, unit;          /* where in the reply stream it belongs */
+	int32_t reg;                 /* registry entry (FWD, INJECT) */
+	uint32_t id;                 /* that entry's id, or the evicted one's */
 	uint8_t hash[STMT_HASH_LEN]; /* EVICT: the evicted statement */
-	struct ps_stmt *stmt;     /* LOCAL_PARSE, FWD: the new statement; LOCAL_CLOSE: the closed one */
-	char *msg;                /* FAKE_ERROR: the ErrorResponse to send (malloc'd) */
+	struct ps_stmt *stmt; /* LOCAL_PARSE, FWD: the new statement; LOCAL_CLOSE: the closed one */
+	char *msg;            /* FAKE_ERROR: the ErrorResponse to send (malloc'd) */
 	uint32_t msg_len;
 };
 
@@ -69,15 +69,15 @@ struct ps_seg { /* output waiting for room in out */
 };
 
 struct ps_client {
-	struct buf out;       /* rewritten bytes for the server (scan == end) */
-	uint32_t raw_left;    /* bytes before the first named message: sent as they are */
+	struct buf out;    /* rewritten bytes for the server (scan == end) */
+	uint32_t raw_left; /* bytes before the first named message: sent as they are */
 	/* the message being read from the client */
 	enum ps_mode mode;
 	char type;
 	uint8_t hdr[5], hdr_len;
-	uint32_t left;        /* its body bytes not yet taken */
-	uint32_t body;        /* its body length */
-	char *acc;            /* accumulated body bytes (Parse, Bind head, Describe, Close) */
+	uint32_t left; /* its body bytes not yet taken */
+	uint32_t body; /* its body length */
+	char *acc;     /* accumulated body bytes (Parse, Bind head, Describe, Close) */
 	uint32_t acc_len, acc_cap, acc_need;
 	/* output in order: small pieces in scratch, a statement body, the rest of acc */
 	struct ps_seg seg[4];

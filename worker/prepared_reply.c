@@ -91,16 +91,12 @@ static void rollback(struct client *c, struct server *sv, struct ps_action *a)
 		shm_stmt_remove(W.shm, r, i);
 	switch (a->kind) {
 	case A_LOCAL_PARSE:
-	case A_FWD_PARSE:
-		ps_map_del(c, a->stmt);
-		break;
+	case A_FWD_PARSE: ps_map_del(c, a->stmt); break;
 	case A_LOCAL_CLOSE: /* the statement lives on, unless its name was taken since */
 		if (a->stmt && !ps_map_get(c->ps, a->stmt->data, a->stmt->name_len))
 			ps_map_put(c, a->stmt);
 		break;
-	case A_EVICT: /* still on the server */
-		shm_stmt_restore(W.shm, r, a->hash, a->id);
-		break;
+	case A_EVICT: /* still on the server */ shm_stmt_restore(W.shm, r, a->hash, a->id); break;
 	default: break;
 	}
 	ps_stmt_unref(a->stmt);
@@ -170,8 +166,10 @@ void ps_emit_due(struct client *c, struct server *sv)
 	       a->grp == c->pos.ans_grp && a->unit <= c->pos.ans_unit && !c->pos.ans_err) {
 		if (sv->sc.left)
 			return; /* in the middle of a message: at its end */
-		if (!insert_reply(sv, a->kind == A_LOCAL_PARSE ? parse_complete : close_complete, 5)) {
-			ps->blocked = true; /* the client is slow: when it has taken what is there */
+		if (!insert_reply(sv, a->kind == A_LOCAL_PARSE ? parse_complete : close_complete,
+		                  5)) {
+			ps->blocked =
+			    true; /* the client is slow: when it has taken what is there */
 			return;
 		}
 		confirm(c, sv, a);
@@ -263,7 +261,8 @@ static int fake_error(struct client *c, struct server *sv, struct ps_action *a, 
 }
 
 /* A reply at the position of a server-answered action: is it its answer? */
-static int on_action(struct client *c, struct server *sv, struct ps_action *a, char type, uint32_t total)
+static int on_action(struct client *c, struct server *sv, struct ps_action *a, char type,
+                     uint32_t total)
 {
 	switch (a->kind) {
 	case A_EVICT:
@@ -307,8 +306,8 @@ int prepared_on_reply(struct server *sv, char type, uint32_t total)
 		return PS_WAIT;
 	if (!c->ps)
 		return count_reply(c, sv, type, total);
-	log_debug(DBG_PROTO, "C-%d: reply %c at %u.%u (fwd %u.%u) q=%u", c->row, type, c->pos.ans_grp,
-	          c->pos.ans_unit, c->pos.fwd_grp, c->pos.fwd_unit, c->ps->q_len);
+	log_debug(DBG_PROTO, "C-%d: reply %c at %u.%u (fwd %u.%u) q=%u", c->row, type,
+	          c->pos.ans_grp, c->pos.ans_unit, c->pos.fwd_grp, c->pos.fwd_unit, c->ps->q_len);
 	ps_emit_due(c, sv);
 	if (c->ps->blocked)
 		return PS_WAIT;

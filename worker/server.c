@@ -628,6 +628,13 @@ static void sync_read(struct server *sv)
 static void foreign_event(struct server *sv, uint32_t events)
 {
 	uint32_t gen = W.local_gen[sv->slot];
+	char byte;
+
+	/* the event may be for bytes the slot's holder has read since and then
+	 * released the slot: only bytes still there make an idle server suspect */
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) == EPOLLIN &&
+	    recv(sv->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		events &= ~(uint32_t)EPOLLIN;
 	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && gen &&
 	    shm_pool_claim_idle(W.shm, sv->slot, gen, W.index)) {
 		sv->gen = gen;

@@ -35,12 +35,12 @@ static int iterations;
 static atomic_int bad;
 
 #define CHECK(cond, ...)                                                                           \
-	do {                                                                                           \
-		if (!(cond)) {                                                                             \
-			fprintf(stderr, __VA_ARGS__);                                                          \
-			fprintf(stderr, " (line %d)\n", __LINE__);                                             \
-			return -1;                                                                             \
-		}                                                                                          \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fprintf(stderr, " (line %d)\n", __LINE__);                                 \
+			return -1;                                                                 \
+		}                                                                                  \
 	} while (0)
 
 /* ------------------------------------------------------ many clients */
@@ -92,7 +92,8 @@ static int client_rounds(PGconn *c, int t)
 			CHECK(itest_exec_ok(c, "BEGIN") == 0, "begin");
 		CHECK(exec_prepared(c, "common", i) == i + 1, "client %d round %d: common", t, i);
 		CHECK(exec_prepared(c, own, i) == i + 1, "client %d round %d: %s", t, i, own);
-		CHECK(exec_prepared(c, "mine", i) == (long)i * (t + 2), "client %d round %d: mine", t, i);
+		CHECK(exec_prepared(c, "mine", i) == (long)i * (t + 2), "client %d round %d: mine",
+		      t, i);
 		if (tx)
 			CHECK(itest_exec_ok(c, "COMMIT") == 0, "commit");
 		if (i % 17 == 16) { /* everything is gone: prepare again */
@@ -127,8 +128,8 @@ static int expect_result(PGconn *c, ExecStatusType want, const char *val)
 	         (!val || (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), val) == 0));
 	if (!ok)
 		fprintf(stderr, "pipeline: got %s (want %s %s): %s\n",
-		        r ? PQresStatus(PQresultStatus(r)) : "NULL", PQresStatus(want), val ? val : "",
-		        r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+		        r ? PQresStatus(PQresultStatus(r)) : "NULL", PQresStatus(want),
+		        val ? val : "", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
 	PQclear(r);
 	if (ok && want != PGRES_PIPELINE_SYNC) {
 		r = PQgetResult(c);
@@ -158,9 +159,12 @@ static int pipeline_with_error(void)
 	PQsendQueryPrepared(c, "p_after", 1, one, NULL, NULL, 0);
 	PQpipelineSync(c);
 	if (expect_result(c, PGRES_COMMAND_OK, NULL) || expect_result(c, PGRES_TUPLES_OK, "105") ||
-	    expect_result(c, PGRES_FATAL_ERROR, NULL) || expect_result(c, PGRES_PIPELINE_ABORTED, NULL) ||
-	    expect_result(c, PGRES_PIPELINE_ABORTED, NULL) || expect_result(c, PGRES_PIPELINE_SYNC, NULL) ||
-	    expect_result(c, PGRES_TUPLES_OK, "105") || expect_result(c, PGRES_PIPELINE_SYNC, NULL) ||
+	    expect_result(c, PGRES_FATAL_ERROR, NULL) ||
+	    expect_result(c, PGRES_PIPELINE_ABORTED, NULL) ||
+	    expect_result(c, PGRES_PIPELINE_ABORTED, NULL) ||
+	    expect_result(c, PGRES_PIPELINE_SYNC, NULL) ||
+	    expect_result(c, PGRES_TUPLES_OK, "105") ||
+	    expect_result(c, PGRES_PIPELINE_SYNC, NULL) ||
 	    expect_result(c, PGRES_COMMAND_OK, NULL) || expect_result(c, PGRES_TUPLES_OK, "305") ||
 	    expect_result(c, PGRES_PIPELINE_SYNC, NULL))
 		goto out;
@@ -169,7 +173,8 @@ static int pipeline_with_error(void)
 	rc = 0;
 out:
 	if (rc < 0)
-		fprintf(stderr, "pipeline test failed: %s", c ? PQerrorMessage(c) : "no connection\n");
+		fprintf(stderr, "pipeline test failed: %s",
+		        c ? PQerrorMessage(c) : "no connection\n");
 	PQfinish(c);
 	return rc;
 }
@@ -196,7 +201,8 @@ static int raw_msg(struct raw *r, char type, const char *body, uint32_t len)
 	char hdr[5];
 	hdr[0] = type;
 	put32(hdr + 1, len + 4);
-	return send(r->fd, hdr, 5, 0) == 5 && (len == 0 || send(r->fd, body, len, 0) == (ssize_t)len)
+	return send(r->fd, hdr, 5, 0) == 5 &&
+	               (len == 0 || send(r->fd, body, len, 0) == (ssize_t)len)
 	           ? 0
 	           : -1;
 }
@@ -256,8 +262,10 @@ static int raw_read(struct raw *r, int count, char until)
 		if (recv(r->fd, hdr, 5, MSG_WAITALL) != 5)
 			return -1;
 		uint32_t len = ((uint32_t)(uint8_t)hdr[1] << 24 | (uint32_t)(uint8_t)hdr[2] << 16 |
-		                (uint32_t)(uint8_t)hdr[3] << 8 | (uint8_t)hdr[4]) - 4;
-		if (len > sizeof(body) || (len && recv(r->fd, body, len, MSG_WAITALL) != (ssize_t)len))
+		                (uint32_t)(uint8_t)hdr[3] << 8 | (uint8_t)hdr[4]) -
+		               4;
+		if (len > sizeof(body) ||
+		    (len && recv(r->fd, body, len, MSG_WAITALL) != (ssize_t)len))
 			return -1;
 		if (nt + 1 < sizeof(r->types))
 			r->types[nt++] = hdr[0], r->types[nt] = 0;
@@ -274,16 +282,19 @@ static int raw_read(struct raw *r, int count, char until)
 			snprintf(r->err, sizeof(r->err), "%s %s", code, msg);
 		}
 		if (hdr[0] == 'D' && len > 6) {
-			uint32_t vl = (uint32_t)(uint8_t)body[2] << 24 | (uint32_t)(uint8_t)body[3] << 16 |
+			uint32_t vl = (uint32_t)(uint8_t)body[2] << 24 |
+			              (uint32_t)(uint8_t)body[3] << 16 |
 			              (uint32_t)(uint8_t)body[4] << 8 | (uint8_t)body[5];
-			snprintf(r->val, sizeof(r->val), "%.*s", (int)(vl < 60 ? vl : 60), body + 6);
+			snprintf(r->val, sizeof(r->val), "%.*s", (int)(vl < 60 ? vl : 60),
+			         body + 6);
 		}
 		if ((hdr[0] == 'Z' && --count == 0) || (count <= 0 && hdr[0] == until))
 			return 0;
 	}
 }
 
-static int raw_connect(struct raw *r, const char *host, const char *port, const char *user, const char *db)
+static int raw_connect(struct raw *r, const char *host, const char *port, const char *user,
+                       const char *db)
 {
 	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
 	char pkt[256];
@@ -309,10 +320,22 @@ static int raw_connect(struct raw *r, const char *host, const char *port, const 
 	return raw_read(r, 1, 0);
 }
 
+/* Sync, and read through its ReadyForQuery. */
+static int raw_sync(struct raw *r)
+{
+	return raw_msg(r, 'S', NULL, 0) == 0 ? raw_read(r, 1, 0) : -1;
+}
+
+/* Bind NAME (one parameter, or none), Execute, Sync, read the replies. */
+static int raw_run(struct raw *r, const char *name, const char *arg)
+{
+	return raw_bind(r, name, arg) == 0 && raw_execute(r) == 0 ? raw_sync(r) : -1;
+}
+
 #define RAW(expr) CHECK((expr) == 0, "raw: %s failed", #expr)
 #define EXPECT(r, want)                                                                            \
-	CHECK(strcmp((r)->types, want) == 0, "raw: replies %s, want %s (error: %s)", (r)->types, want,  \
-	      (r)->err)
+	CHECK(strcmp((r)->types, want) == 0, "raw: replies %s, want %s (error: %s)", (r)->types,   \
+	      want, (r)->err)
 
 static int raw_tests(const char *host, const char *port, const char *user, const char *db)
 {
@@ -321,40 +344,29 @@ static int raw_tests(const char *host, const char *port, const char *user, const
 	RAW(raw_connect(&r, host, port, user, db));
 	/* prepare, run, run again (perhaps on another server) */
 	RAW(raw_parse(&r, "s1", "SELECT $1::int + 1"));
-	RAW(raw_bind(&r, "s1", "41"));
-	RAW(raw_execute(&r));
-	RAW(raw_msg(&r, 'S', NULL, 0));
-	RAW(raw_read(&r, 1, 0));
+	RAW(raw_run(&r, "s1", "41"));
 	EXPECT(&r, "12DCZ");
 	CHECK(strcmp(r.val, "42") == 0, "raw: s1(41) = %s", r.val);
 	/* a duplicate name: PostgreSQL's error, and the group is skipped */
 	RAW(raw_parse(&r, "s1", "SELECT 1"));
-	RAW(raw_bind(&r, "s1", "1"));
-	RAW(raw_execute(&r));
-	RAW(raw_msg(&r, 'S', NULL, 0));
-	RAW(raw_read(&r, 1, 0));
+	RAW(raw_run(&r, "s1", "1"));
 	EXPECT(&r, "EZ");
-	CHECK(strstr(r.err, "42P05") && strstr(r.err, "\"s1\" already exists"), "raw: duplicate: %s", r.err);
+	CHECK(strstr(r.err, "42P05") && strstr(r.err, "\"s1\" already exists"),
+	      "raw: duplicate: %s", r.err);
 	/* Close, then the name is free: another text under it, in one pipeline */
 	RAW(raw_dc(&r, 'C', 'S', "s1"));
 	RAW(raw_parse(&r, "s1", "SELECT $1::int * 10"));
-	RAW(raw_bind(&r, "s1", "7"));
-	RAW(raw_execute(&r));
-	RAW(raw_msg(&r, 'S', NULL, 0));
-	RAW(raw_read(&r, 1, 0));
+	RAW(raw_run(&r, "s1", "7"));
 	EXPECT(&r, "312DCZ");
 	CHECK(strcmp(r.val, "70") == 0, "raw: reused s1(7) = %s", r.val);
 	/* Close, then using it fails as in PostgreSQL */
 	RAW(raw_dc(&r, 'C', 'S', "s1"));
-	RAW(raw_msg(&r, 'S', NULL, 0));
-	RAW(raw_read(&r, 1, 0));
+	RAW(raw_sync(&r));
 	EXPECT(&r, "3Z");
-	RAW(raw_bind(&r, "s1", "7"));
-	RAW(raw_execute(&r));
-	RAW(raw_msg(&r, 'S', NULL, 0));
-	RAW(raw_read(&r, 1, 0));
+	RAW(raw_run(&r, "s1", "7"));
 	EXPECT(&r, "EZ");
-	CHECK(strstr(r.err, "26000") && strstr(r.err, "\"s1\" does not exist"), "raw: closed: %s", r.err);
+	CHECK(strstr(r.err, "26000") && strstr(r.err, "\"s1\" does not exist"), "raw: closed: %s",
+	      r.err);
 	/* an error in the middle: what follows it in the group is not created */
 	RAW(raw_parse(&r, "s2", "SELECT $1::int"));
 	RAW(raw_parse(&r, "s3", "SELECT no_such_column"));
@@ -379,22 +391,17 @@ static int raw_tests(const char *host, const char *port, const char *user, const
 	RAW(raw_msg(&r, 'H', NULL, 0));
 	RAW(raw_read(&r, 0, '1'));
 	EXPECT(&r, "1");
-	RAW(raw_msg(&r, 'S', NULL, 0));
-	RAW(raw_read(&r, 1, 0));
+	RAW(raw_sync(&r));
 	EXPECT(&r, "Z");
 	/* DEALLOCATE ALL forgets this client's statements */
 	RAW(raw_msg(&r, 'Q', "DEALLOCATE ALL", 15));
 	RAW(raw_read(&r, 1, 0));
 	EXPECT(&r, "CZ");
 	RAW(raw_bind(&r, "d2", "1"));
-	RAW(raw_msg(&r, 'S', NULL, 0));
-	RAW(raw_read(&r, 1, 0));
+	RAW(raw_sync(&r));
 	EXPECT(&r, "EZ");
 	RAW(raw_parse(&r, "d2", "SELECT 'again'"));
-	RAW(raw_bind(&r, "d2", NULL));
-	RAW(raw_execute(&r));
-	RAW(raw_msg(&r, 'S', NULL, 0));
-	RAW(raw_read(&r, 1, 0));
+	RAW(raw_run(&r, "d2", NULL));
 	EXPECT(&r, "12DCZ");
 	CHECK(strcmp(r.val, "again") == 0, "raw: d2 = %s", r.val);
 	close(r.fd);
@@ -404,7 +411,8 @@ static int raw_tests(const char *host, const char *port, const char *user, const
 int main(int argc, char **argv)
 {
 	if (argc < 8) {
-		fprintf(stderr, "usage: %s CONNINFO HOST PORT USER DB THREADS ITERATIONS\n", argv[0]);
+		fprintf(stderr, "usage: %s CONNINFO HOST PORT USER DB THREADS ITERATIONS\n",
+		        argv[0]);
 		return 2;
 	}
 	alarm(120);

@@ -20,8 +20,8 @@ static struct config cfg;
 static struct shm S;
 static int P;
 static int saved_log_level;
-static const struct pool_limits LIM = {.pool_size = 1, .mode = POOL_TRANSACTION,
-                                       .login_retry_usec = 15000000};
+static const struct pool_limits LIM = {
+    .pool_size = 1, .mode = POOL_TRANSACTION, .login_retry_usec = 15000000};
 
 static void setup(void)
 {
@@ -41,9 +41,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	for (uint32_t w = 0; w < S.hdr->nworkers; w++)
-		close(S.workers[w].eventfd);
-	shm_destroy(&S);
+	unit_shm_teardown(&S);
 	log_min_level = saved_log_level;
 }
 
@@ -84,8 +82,9 @@ static void test_stmt_registry_insert_hit(void)
 	a = shm_stmt_add(&S, r, H(1));
 	CU_ASSERT(a >= 0);
 	CU_ASSERT_EQUAL(shm_stmt_at(&S, r, a)->state, STMT_PENDING);
-	CU_ASSERT_EQUAL(shm_stmt_find(&S, r, H(1)), a); /* a Parse in flight counts: no second one */
-	CU_ASSERT_EQUAL(shm_stmt_count(&S, 0), 0);       /* SHOW SERVERS counts READY ones */
+	CU_ASSERT_EQUAL(shm_stmt_find(&S, r, H(1)),
+	                a);                        /* a Parse in flight counts: no second one */
+	CU_ASSERT_EQUAL(shm_stmt_count(&S, 0), 0); /* SHOW SERVERS counts READY ones */
 	shm_stmt_set_ready(&S, r, a);
 	CU_ASSERT_EQUAL(shm_stmt_count(&S, 0), 1);
 	b = add_ready(r, 2);
