@@ -433,7 +433,7 @@ run_tx() {
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$r/out" | head -1)
 	txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$r/out" | head -1)
 	failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$r/out" | head -1)
-	aborted=$(grep -cE 'client [0-9]+ aborted' "$r/err")
+	aborted=$(grep -cE 'client [0-9]+ (script [0-9]+ )?aborted' "$r/err")
 	# GNU time's last line (a first one says "Command exited with non-zero status")
 	read -r t_u t_s < <(tail -1 "$r/time" 2>/dev/null)
 	[[ ${t_u:-} =~ ^[0-9.]+$ ]] && [[ ${t_s:-} =~ ^[0-9.]+$ ]] || t_u=0 t_s=0

@@ -129,7 +129,9 @@ test_disabled() {
 	case $out in *shm_prepared*) fail "registry allocated with max_prepared_statements = 0" ;; esac
 	out=$(timeout 30 pgbench -n -M prepared -c 4 -j 4 -t 20 -S -h 127.0.0.1 -p "$SHOAL_PORT" \
 		-U "$DBUSER" postgres 2>&1 || true)
-	expect_contains "$out" "does not exist" "named statements untracked when disabled"
+	# the client's own name reaches the servers: one that lacks it, or has it from another client
+	echo "$out" | grep -qE 'prepared statement "P_0" (does not exist|already exists)' ||
+		fail "named statements should be untracked when disabled: $out"
 }
 
 # psycopg 3 prepares every statement at once with prepare_threshold=0
