@@ -292,6 +292,7 @@ void prepared_free(struct client *c)
 
 	if (!ps)
 		return;
+	atomic_store_explicit(&shm_client(W.shm, c->row)->prepared, 0, memory_order_relaxed);
 	for (uint32_t i = 0; i < ps->q_len; i++)
 		free_action(&ps->q[(ps->q_head + i) % ps->q_cap]);
 	for (uint32_t i = 0; i < ps->map_cap; i++)

@@ -78,6 +78,12 @@ test_pgbench_tpcb() {
 	run_pgbench "$TMPD/tpcb.out" -c 50 -j 50 -T "$T"
 }
 
+# statement mode: the server goes back after every statement
+test_statement_mode() {
+	shoal_start "$(prepared_config pool_mode=statement default_pool_size=4)"
+	run_pgbench "$TMPD/stmt.out" -S -c 20 -j 4 -T 2
+}
+
 # 30 distinct statements per transaction-free script with a bound of 10:
 # eviction all the time; a sampler through pgshoal (simple protocol, so it
 # lands on any server) reads pg_prepared_statements there, and SHOW SERVERS
@@ -158,6 +164,18 @@ test_psycopg() {
 		print("psycopg: 8 clients x 60 statements, errors:", errors)
 		sys.exit(1 if errors else 0)
 	EOF
+	# SHOW CLIENTS / SHOW SERVERS count the statements (column 20)
+	/usr/bin/python3 - "$SHOAL_CI" "$(shoal_conninfo pgbouncer)" <<-'EOF'
+		import sys, psycopg
+		with psycopg.connect(sys.argv[1], prepare_threshold=0, autocommit=True) as c:
+		    c.execute("select %s::int", (1,))
+		    c.execute("select %s::text", ("x",))
+		    with psycopg.connect(sys.argv[2], autocommit=True) as a:
+		        cl = [r[19] for r in a.execute("SHOW CLIENTS", prepare=False).fetchall()]
+		        sv = [r[19] for r in a.execute("SHOW SERVERS", prepare=False).fetchall()]
+		print("prepared_statements: clients", cl, "servers", sv)
+		sys.exit(0 if 2 in cl and sum(sv) >= 2 else 1)
+	EOF
 }
 
 # node-postgres named queries, when t/integration/node_modules has "pg"
@@ -173,6 +191,7 @@ test_node_pg() {
 
 run_test test_pgbench_select
 run_test test_pgbench_tpcb
+run_test test_statement_mode
 run_test test_pgbench_eviction
 run_test test_libpq_clients
 run_test test_disabled
