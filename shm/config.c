@@ -83,6 +83,7 @@ static const struct opt global_opts[] = {
     O_INT(config, max_db_connections, 0, INT_MAX),
     O_INT(config, max_user_connections, 0, INT_MAX),
     O_INT(config, max_pools, 1, 65536),
+    O_INT(config, max_prepared_statements, 0, 10000),
     O_STR(config, server_reset_query),
     O_BOOL(config, server_reset_query_always),
     O_STR(config, server_check_query),
@@ -859,6 +860,7 @@ void config_defaults(struct config *c)
 	c->max_db_connections = 0;
 	c->max_user_connections = 0;
 	c->max_pools = 64;
+	c->max_prepared_statements = 200;
 	defaults_server(c);
 	c->log_connections = true;
 	c->log_disconnections = true;
@@ -1014,7 +1016,7 @@ bool config_describe(const struct config *cfg, int i, const char **name, char *v
 static const char *const restart_opts[] = {
     "listen_addr",  "listen_port",    "unix_socket_dir", "listen_backlog", "max_client_conn",
     "max_pools",    "pkt_buf",        "pidfile",         "user",           "max_workers",
-    "so_reuseport", "metrics_listen",
+    "so_reuseport", "metrics_listen", "max_prepared_statements",
 };
 
 bool config_needs_restart(const char *name)

@@ -86,6 +86,7 @@ struct config {
 	int max_db_connections;  /* default 0 = unlimited */
 	int max_user_connections; /* default 0 = unlimited */
 	int max_pools;           /* pool table rows: (database, user) pairs; default 64 */
+	int max_prepared_statements; /* per server connection, transaction/statement mode; default 200, 0 = off */
 
 	char server_reset_query[CFG_QUERY_LEN]; /* default "DISCARD ALL" */
 	bool server_reset_query_always;          /* default false */

@@ -5,6 +5,7 @@
  */
 #include "shm.h"
 #include "stats.h"
+#include "stmt_registry.h"
 
 #include <errno.h>
 #include <string.h>
@@ -63,6 +64,8 @@ static void plan_layout(struct shm_header *h)
 	off = align_up(off + sizeof(struct shm_stats) * h->nworkers * h->max_pools);
 	h->off_stats_old = off;
 	off = align_up(off + sizeof(struct shm_stats) * h->max_pools);
+	h->off_stmts = off;
+	off = align_up(off + h->stmt_stride * nslots);
 	h->total_size = off;
 }
 
@@ -81,6 +84,7 @@ static void attach_regions(struct shm *s, char *base)
 	s->config = (struct shm_config_snap *)(base + h->off_config);
 	s->stats = (struct shm_stats *)(base + h->off_stats);
 	s->stats_old = (struct shm_stats *)(base + h->off_stats_old);
+	s->stmts = base + h->off_stmts;
 }
 
 /* The most server connections one pool can ever hold: twice the largest
@@ -151,6 +155,9 @@ int shm_create(struct shm *s, const struct config *cfg)
 	plan.clients_per_worker = (uint32_t)cfg->max_client_conn + 1;
 	plan.max_client_conn = (uint32_t)cfg->max_client_conn;
 	plan.inbox_size = plan.clients_per_worker + 16;
+	/* registries stay untouched (no memory) until their slot is used */
+	plan.stmt_max = (uint32_t)cfg->max_prepared_statements;
+	plan.stmt_stride = shm_stmt_stride(cfg->max_prepared_statements, &plan.stmt_cap, &plan.stmt_buckets);
 	plan.master_pid = getpid();
 	plan.stats_old_usec = now_usec(); /* averages count from the start */
 	plan_layout(&plan);

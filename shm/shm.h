@@ -18,7 +18,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC 0x4c534750u /* "PGSL" */
-#define SHM_VERSION 5 /* 3: md5 in pools (hba); 4: wait histogram (metrics); 5: TLS slot owner */
+#define SHM_VERSION 6 /* 3: md5 in pools (hba); 4: wait histogram (metrics); 5: TLS slot owner; 6: prepared-statement registry */
 #define CACHELINE 64
 #define SHM_MIN_SLOTS_PER_POOL 100
 
@@ -55,8 +55,12 @@ struct shm_header {
 	uint32_t sizeof_header, sizeof_pool, sizeof_slot, sizeof_client, sizeof_worker;
 	uint32_t nworkers, max_pools, slots_per_pool, clients_per_worker, inbox_size;
 	uint32_t max_client_conn;
+	/* prepared-statement registries (shm/stmt_registry.h): one per slot,
+	 * stmt_stride bytes each; stmt_cap = 0 when max_prepared_statements = 0 */
+	uint32_t stmt_max, stmt_cap, stmt_buckets;
+	size_t stmt_stride;
 	size_t off_pools, off_slots, off_idle, off_clients, off_workers, off_inbox, off_accounts,
-	    off_targets, off_config, off_stats, off_stats_old;
+	    off_targets, off_config, off_stats, off_stats_old, off_stmts;
 	size_t total_size;
 	pid_t master_pid;
 	atomic_uint flags;          /* SHM_F_SHUTDOWN: master; SHM_F_PAUSED: admin sessions (fetch_or/and) */
@@ -190,6 +194,7 @@ struct shm_client {
 	char addr[48], local_addr[48];
 	char user[CFG_NAME_LEN], db[CFG_NAME_LEN];
 	char app_name[PARAM_VALUE_LEN];
+	atomic_int prepared;      /* its named prepared statements (SHOW CLIENTS); its worker, relaxed */
 };
 
 /* A handoff pushed into a worker's inbox: slot given to one of its clients
@@ -257,6 +262,7 @@ struct shm {
 	struct shm_config_snap *config;
 	struct shm_stats *stats;      /* nworkers x max_pools counters (shm/stats.h) */
 	struct shm_stats *stats_old;  /* max_pools: the master's snapshot for averages */
+	char *stmts;                  /* per slot: a prepared-statement registry (stmt_registry.h) */
 };
 
 /* Master, before forking: size from the config and map the segment. */

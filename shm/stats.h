@@ -25,6 +25,10 @@
  *              ReadyForQuery that ends it; WAIT: from asking for a server
  *              (queued, or paused) to getting one
  *  LOGIN       clients that finished logging in
+ *  CLIENT_PARSE, SERVER_PARSE, BIND  named prepared statements (issue #7):
+ *              Parse messages from clients, Parses pgshoal sent to servers
+ *              (theirs rewritten, or re-prepared on another connection), and
+ *              Binds of named statements
  *  WAIT_HIST   server assignments by how long the client waited: bucket i
  *              counts waits up to shm_wait_bucket_usec[i], the last one any
  *              longer wait (a Prometheus histogram, made cumulative on read;
@@ -41,6 +45,9 @@ enum shm_stat {
 	STAT_QUERY_TIME,
 	STAT_WAIT_TIME,
 	STAT_LOGIN,
+	STAT_CLIENT_PARSE,
+	STAT_SERVER_PARSE,
+	STAT_BIND,
 	STAT_WAIT_HIST, /* the first of STAT_WAIT_BUCKETS counters */
 	STAT_COUNT = STAT_WAIT_HIST + STAT_WAIT_BUCKETS
 };

@@ -12,6 +12,7 @@
 #include "admin.h"
 #include "shm/ctl.h"
 #include "shm/view.h"
+#include "shm/stmt_registry.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -70,7 +71,8 @@ static void db_stats(const char *db, int n, struct stat_sum *cur, struct stat_su
 #define STAT_COLS(s)                                                                               \
 	(s)->v[STAT_ASSIGN], (s)->v[STAT_XACT], (s)->v[STAT_QUERY], (s)->v[STAT_RECV],             \
 	    (s)->v[STAT_SENT], (s)->v[STAT_XACT_TIME], (s)->v[STAT_QUERY_TIME],                    \
-	    (s)->v[STAT_WAIT_TIME], (uint64_t)0, (uint64_t)0, (uint64_t)0, (s)->v[STAT_LOGIN]
+	    (s)->v[STAT_WAIT_TIME], (s)->v[STAT_CLIENT_PARSE], (s)->v[STAT_SERVER_PARSE],          \
+	    (s)->v[STAT_BIND], (s)->v[STAT_LOGIN]
 
 /* kind: 0 SHOW STATS, 1 STATS_TOTALS, 2 STATS_AVERAGES. SHOW STATS ends
  * with total_requests, PgBouncer < 1.8's name for total_query_count, which
@@ -164,7 +166,7 @@ static void show_totals(struct admin *a)
 	                                    "client_login_count"};
 	static const int keys[] = {
 	    STAT_ASSIGN,     STAT_XACT,      STAT_QUERY, STAT_RECV, STAT_SENT, STAT_XACT_TIME,
-	    STAT_QUERY_TIME, STAT_WAIT_TIME, -1,         -1,        -1,        STAT_LOGIN};
+	    STAT_QUERY_TIME, STAT_WAIT_TIME, STAT_CLIENT_PARSE, STAT_SERVER_PARSE, STAT_BIND, STAT_LOGIN};
 	struct stat_sum cur, avg;
 	char name[64];
 
@@ -350,7 +352,8 @@ static void show_clients(struct admin *a)
 		admin_row(a, socket_types, "C", r->user, r->db, "none", label, r->addr,
 		          (int)r->port, r->local_addr, (int)r->local_port, r->connect_usec,
 		          admin_wall_of(t), (int)(wait / 1000000), (int)(wait % 1000000), 0, ptr,
-		          link, 0, r->tls ? "TLS" : "", r->app_name, 0, (int)r->id);
+		          link, 0, r->tls ? "TLS" : "", r->app_name,
+		          atomic_load_explicit(&r->prepared, memory_order_relaxed), (int)r->id);
 	}
 	admin_complete(a, "SHOW");
 }
@@ -378,7 +381,7 @@ static void server_row(struct admin *a, int i, const char *state, uint64_t now)
 	admin_row(a, socket_types, "S", row->user, row->db, "none", state, addr, port,
 	          (const char *)NULL, 0, admin_wall_of(sl->created_usec),
 	          admin_wall_of(sl->idle_since_usec), 0, 0, stale ? 1 : 0, ptr, link,
-	          (int)sl->be_pid, sl->tls_owner >= 0 ? "TLS" : "", app, 0, i);
+	          (int)sl->be_pid, sl->tls_owner >= 0 ? "TLS" : "", app, shm_stmt_count(W.shm, i), i);
 }
 
 static void show_servers(struct admin *a)
@@ -510,6 +513,9 @@ static void show_mem(struct admin *a)
 	          (int)(h->nworkers * (uint32_t)n),
 	          (int)(h->nworkers * (h->max_pools - (uint32_t)n)),
 	          (int)(sizeof(struct shm_stats) * h->nworkers * h->max_pools));
+	if (h->stmt_cap)
+		admin_row(a, "siiii", "shm_prepared", (int)h->stmt_stride, used_slots, nslots - used_slots,
+		          (int)(h->stmt_stride * (size_t)nslots));
 	admin_row(a, "siiii", "shm_total", (int)h->total_size, 1, 0, (int)h->total_size);
 	admin_row(a, "siiii", "worker_iobuf", (int)W.buf_size, 0, W.nbuf_pool,
 	          (int)(W.buf_size * (uint32_t)W.nbuf_pool));

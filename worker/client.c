@@ -281,6 +281,7 @@ static void login_client(struct client *c, const struct startup *st)
 		user = cdb->user;
 	lim = client_pool_limits(cdb, user);
 	c->mode = lim.mode;
+	prepared_login(c);
 	if (!auth_will_fail(c)) { /* a stranger gets no pool row: max_pools is not for floods */
 		c->pool = shm_pool_find(W.shm, db, user, &lim);
 		if (c->pool < 0)
@@ -428,6 +429,13 @@ static int scan_client(struct client *c)
 			break;
 		if (r < 0)
 			return ST_ERROR;
+		if (c->pos.on && !c->ps) { /* prepared statements: counted, until the first named one */
+			r = prepared_scan(c, type, total);
+			if (r == ST_AGAIN)
+				break;
+			if (r == ST_ERROR)
+				return ST_ERROR;
+		}
 		switch (type) {
 		case 'X': b->end = b->scan; return ST_DONE;
 		case 'Q': case 'F': c->pending++; c->unsynced = false; break;
@@ -448,7 +456,11 @@ void client_flush_to_server(struct client *c)
 	struct buf *b = &c->in;
 	ssize_t n;
 
-	if (!sv || sv->state != SV_ACTIVE || !b->data)
+	if (!sv || sv->state != SV_ACTIVE)
+		return;
+	if (c->ps && !(b = prepared_output(c))) /* rewritten for this server's names */
+		return;
+	if (!b->data)
 		return;
 	if (b->scan > b->start) {
 		n = server_send(sv, b->data + b->start, b->scan - b->start);
@@ -672,6 +684,7 @@ void client_close(struct client *c, const char *reason)
 		admin_free(c);
 	if (c->tls)
 		tls_close(&c->tls);
+	prepared_free(c);
 	if (reason && c->state != CL_LOGIN && W.cfg->log_disconnections)
 		log_error(LOG_INFO, 0, "C-%d: db=%s user=%s addr=%s closing because: %s (age=%llus)", c->row,
 		          c->db, c->user, c->addr, reason,

@@ -297,6 +297,9 @@ static int sync_message(struct server *sv, const char *m, uint32_t total)
 		if (sv->after_sync == SYNC_THEN_AUTH_QUERY)
 			auth_query_on_row(sv, m + 5, total - 5);
 		return ST_AGAIN;
+	case 'C':
+		prepared_sync_tag(sv, m + 5, total - 5); /* a DISCARD ALL drops prepared statements */
+		return ST_AGAIN;
 	case 'Z':
 		sv->tx = m[5];
 		buf_release(&sv->in);
@@ -316,7 +319,10 @@ int swallow_query(struct server *sv, const char *sql, int after)
 	struct pbuf b;
 	pb_init(&b, mem, sizeof(mem));
 	proto_query(&b, sql);
-	return b.err ? ST_ERROR : swallow_send(sv, b.p, b.len, after);
+	if (b.err)
+		return ST_ERROR;
+	log_debug(DBG_PROTO, "S-%d: pgshoal query: %s", sv->slot, sql);
+	return swallow_send(sv, b.p, b.len, after);
 }
 
 int swallow_send(struct server *sv, const char *msgs, size_t len, int after)

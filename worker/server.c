@@ -51,7 +51,7 @@ void server_update_events(struct server *sv)
 		 * client (a partial header may wait at the front of the buffer) */
 		if (!sv->in.data || (sv->in.scan == sv->in.start && (!c || buf_len(&c->out) == 0)))
 			want = EPOLLIN;
-		if (c && c->in.data && c->in.scan > c->in.start)
+		if (c && prepared_wants_write(c)) /* c->in has bytes for us (or, rewritten, c->ps) */
 			want |= EPOLLOUT;
 		break;
 	default: want = EPOLLIN; break;
@@ -340,6 +340,7 @@ void server_start(struct server *sv)
 {
 	struct client *c = sv->client;
 	char sql[2048];
+	int n;
 
 	if (!sv->registered)
 		register_server(sv, EPOLLIN);
@@ -358,7 +359,10 @@ void server_start(struct server *sv)
 		return; /* leased only to look a password up (auth_query.c) */
 	if (c->state == CL_LOGIN_WAIT)
 		client_send_welcome(c);
-	if (params_build_sync(c, sv, sql, sizeof(sql)) > 0) {
+	n = params_build_sync(c, sv, sql, sizeof(sql));
+	if (n >= 0)
+		n += prepared_lease_sql(c, sv, sql + n, sizeof(sql) - (size_t)n);
+	if (n > 0) {
 		if (swallow_query(sv, sql, SYNC_THEN_FORWARD) != ST_OK) {
 			server_close(sv, "parameter sync failed");
 			client_request_server(c);
@@ -446,6 +450,13 @@ static int scan_server(struct server *sv)
 		r = proto_header(b->data + b->scan, b->end - b->scan, &type, &total, 0x7fffffff);
 		if (r <= 0)
 			return r < 0 ? ST_ERROR : ST_OK;
+		if (sv->client->pos.on) { /* prepared statements: may answer, swallow or wait */
+			r = prepared_on_reply(sv, type, total);
+			if (r == PS_WAIT)
+				return ST_OK;
+			if (r == PS_DROPPED)
+				continue;
+		}
 		if (type == 'Z' || type == 'S') {
 			if (total > W.buf_size)
 				return ST_ERROR;
@@ -463,8 +474,12 @@ static int scan_server(struct server *sv)
 		b->scan += 5;
 		sv->sc.left = total - 5;
 	}
+	if (sv->client->pos.on)
+		prepared_reply_idle(sv);
 	return ST_OK;
 }
+
+static void server_scan(struct server *sv);
 
 /* Send the scanned bytes to the client; the rest waits for EPOLLOUT. */
 void server_flush_to_client(struct server *sv)
@@ -484,6 +499,8 @@ void server_flush_to_client(struct server *sv)
 			b->start += (uint32_t)n;
 		buf_compact(b);
 	}
+	if (c->ps && prepared_unblock(sv)) /* a local answer waited for room */
+		return server_scan(sv);
 	/* At a boundary with nothing unscanned: the server can go back now; its
 	 * unsent bytes move to the client if the client has room for them. */
 	if (sv->release_pending && (!b->data || b->scan == b->end) &&
@@ -500,14 +517,17 @@ static void server_read(struct server *sv)
 {
 	struct client *c = sv->client;
 	ssize_t n;
-	int r;
+	uint32_t room;
 
 	if (!buf_reserve(&sv->in))
 		return;
 	buf_compact(&sv->in);
 	if (!sv->in.data && !buf_reserve(&sv->in))
 		return;
-	n = server_recv(sv, sv->in.data + sv->in.end, W.buf_size - sv->in.end);
+	room = c->ps ? prepared_read_room(sv) : W.buf_size - sv->in.end;
+	if (room == 0)
+		return;
+	n = server_recv(sv, sv->in.data + sv->in.end, room);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
@@ -517,7 +537,14 @@ static void server_read(struct server *sv)
 	}
 	sv->in.end += (uint32_t)n;
 	shm_stat_add(worker_stats(c->pool), STAT_SENT, (uint64_t)n);
-	r = scan_server(sv);
+	server_scan(sv);
+}
+
+/* Walk what was read, then pass it on (and release at a boundary). */
+static void server_scan(struct server *sv)
+{
+	struct client *c = sv->client;
+	int r = scan_server(sv);
 	if (r == ST_ERROR) {
 		server_close(sv, "invalid message from server");
 		client_error_close(c, "08P01", "invalid message from server");
@@ -629,6 +656,13 @@ static void sync_read(struct server *sv)
 static void foreign_event(struct server *sv, uint32_t events)
 {
 	uint32_t gen = W.local_gen[sv->slot];
+	char byte;
+
+	/* the event may be for bytes the slot's holder has read since and then
+	 * released the slot: only bytes still there make an idle server suspect */
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) == EPOLLIN &&
+	    recv(sv->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		events &= ~(uint32_t)EPOLLIN;
 	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && gen &&
 	    shm_pool_claim_idle(W.shm, sv->slot, gen, W.index)) {
 		sv->gen = gen;

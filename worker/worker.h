@@ -44,6 +44,18 @@ enum server_state {
 };
 
 struct server;
+struct ps_client;
+
+/* Named prepared statements (worker/prepared.h): where a tracked client's
+ * request stream (fwd: the next message to the server) and its server's
+ * replies (ans) stand, in groups (ended by Sync/Query/FunctionCall) and
+ * units (messages answered by one final reply). */
+struct ps_pos {
+	uint32_t fwd_grp, fwd_unit;
+	uint32_t ans_grp, ans_unit;
+	bool ans_err; /* the server reported an error in the current group: it skips to its end */
+	bool on;      /* tracked: transaction or statement mode with max_prepared_statements > 0 */
+};
 
 enum sync_next { SYNC_THEN_FORWARD, SYNC_THEN_RELEASE, SYNC_THEN_PUBLISH, SYNC_THEN_START,
                  SYNC_THEN_AUTH_QUERY };
@@ -72,6 +84,8 @@ struct client {
 	struct admin *admin;  /* admin console session (admin.c); NULL for others */
 	bool paused;          /* CL_WAITING because its pool is paused: not queued, retried each tick */
 	uint32_t kill_gen;    /* shm_ctl_kill_gen at login; a KILL moves it */
+	struct ps_pos pos;    /* prepared statements: counters (cheap, while pos.on) */
+	struct ps_client *ps; /* prepared statements: state, from the first named one on */
 	struct client *next_free;
 };
 
@@ -283,6 +297,29 @@ static inline struct shm_stats *worker_stats(int pool)
 {
 	return shm_stats_row(W.shm, W.index, pool);
 }
+
+/* prepared.c, prepared_reply.c: named prepared statements in transaction
+ * and statement mode (issue #7). Hooks, each cheap when unused:
+ *  - login: prepared_login decides whether the client is tracked;
+ *  - scan_client: prepared_scan counts a tracked client's messages until
+ *    its first named one, which switches it to rewriting (c->ps);
+ *  - client_flush_to_server: prepared_output rewrites into the buffer to send;
+ *  - scan_server: prepared_on_reply for each reply of a tracked client
+ *    (PS_FWD: as usual, PS_WAIT: stop scanning, PS_DROPPED: swallowed);
+ *    prepared_reply_idle when the scan ran out of bytes;
+ *  - server_start: prepared_lease_sql adds what the slot needs first. */
+enum { PS_FWD, PS_WAIT, PS_DROPPED };
+void prepared_login(struct client *c);
+int prepared_scan(struct client *c, char type, uint32_t total);
+struct buf *prepared_output(struct client *c);
+bool prepared_wants_write(const struct client *c);
+void prepared_free(struct client *c);
+int prepared_lease_sql(struct client *c, struct server *sv, char *out, size_t cap);
+int prepared_on_reply(struct server *sv, char type, uint32_t total);
+void prepared_reply_idle(struct server *sv);
+uint32_t prepared_read_room(const struct server *sv);
+bool prepared_unblock(struct server *sv);
+void prepared_sync_tag(struct server *sv, const char *body, uint32_t len);
 
 /* cancel.c */
 void cancel_forward(int32_t fake_pid, int32_t key);

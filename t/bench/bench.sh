@@ -15,14 +15,17 @@
 #   B          build dir holding pgshoal                  (default: build)
 #   T          seconds per pgbench run                    (default: 10; FULL: 30)
 #   REPEAT     rounds of A B C C B A                      (default: 1; FULL: 2)
-#   WORKLOADS  comma list of S<n>, TPCB<n>, SC<n>, SCT<n>, SEXT<n>, IDLE<n>
+#   WORKLOADS  comma list of S<n>, TPCB<n>, SC<n>, SCT<n>, SEXT<n>, SP<n>, IDLE<n>
 #              (-S, TPC-B, -S -C, -S -C over client TLS, -S -M extended,
-#              <n> idle clients' memory). SCT: every target gets a harness-made
-#              certificate (PostgreSQL ssl = on, the poolers' client TLS) and
-#              pgbench connects with sslmode=require; every other workload
-#              runs with sslmode=disable, so TLS being on changes nothing else
-#              (default: S100,S500,TPCB100,SC100,IDLE1000; FULL: all of
-#              S10,S100,S500,TPCB10,TPCB100,TPCB500,SC100,SEXT100,IDLE1000,IDLE10000)
+#              -S -M prepared, <n> idle clients' memory). SCT: every target
+#              gets a harness-made certificate (PostgreSQL ssl = on, the
+#              poolers' client TLS) and pgbench connects with sslmode=require;
+#              every other workload runs with sslmode=disable, so TLS being on
+#              changes nothing else (default: S100,SP100,S500,TPCB100,SC100,
+#              IDLE1000; FULL: all of S10,S100,SP100,S500,SP500,TPCB10,TPCB100,
+#              TPCB500,SC100,SEXT100,IDLE1000,IDLE10000). TPC-B is not run
+#              with -M prepared: pgbench's blocking PQprepare deadlocks a
+#              thread with several clients in any transaction-mode pooler.
 #   WORKERS    pgshoal workers; a comma list (1,2,4,8) runs one pgshoal per
 #              value (PGSHOAL_W<n>) and adds PGBOUNCER_X2, two PgBouncers on
 #              one port with so_reuseport and the pool split 25 + 25 (default: 2)
@@ -55,11 +58,11 @@ FULL=${FULL:-}
 if [ -n "$FULL" ]; then
 	T=${T:-30}
 	REPEAT=${REPEAT:-2}
-	WORKLOADS=${WORKLOADS:-S10,S100,S500,TPCB10,TPCB100,TPCB500,SC100,SEXT100,IDLE1000,IDLE10000}
+	WORKLOADS=${WORKLOADS:-S10,S100,SP100,S500,SP500,TPCB10,TPCB100,TPCB500,SC100,SEXT100,IDLE1000,IDLE10000}
 else
 	T=${T:-10}
 	REPEAT=${REPEAT:-1}
-	WORKLOADS=${WORKLOADS:-S100,S500,TPCB100,SC100,IDLE1000}
+	WORKLOADS=${WORKLOADS:-S100,SP100,S500,TPCB100,SC100,IDLE1000}
 fi
 WORKERS=${WORKERS:-2}
 NCPU=$(nproc)
@@ -407,7 +410,7 @@ log_lines() { [ -f "${TLOG[$1]:-/nonexistent}" ] && wc -l <"${TLOG[$1]}" || echo
 # workload NAME → sets WL_KIND (tx|idle), WL_N (clients), WL_OPTS (pgbench),
 # WL_SSL (pgbench's sslmode)
 parse_workload() {
-	[[ $1 =~ ^(S|TPCB|SC|SCT|SEXT|IDLE)([0-9]+)$ ]] || return 1
+	[[ $1 =~ ^(SEXT|SCT|SC|SP|S|TPCB|IDLE)([0-9]+)$ ]] || return 1
 	WL_N=${BASH_REMATCH[2]}
 	WL_KIND=tx
 	WL_SSL=disable
@@ -417,6 +420,7 @@ parse_workload() {
 	SC) WL_OPTS="-S -C" ;;
 	SCT) WL_OPTS="-S -C" WL_SSL=require ;;
 	SEXT) WL_OPTS="-S -M extended" ;;
+	SP) WL_OPTS="-S -M prepared" ;; # named prepared statements (issue #7)
 	IDLE) WL_KIND=idle WL_OPTS="" ;;
 	esac
 	[ "$WL_N" -gt 0 ]
@@ -453,7 +457,7 @@ run_tx() {
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$r/out" | head -1)
 	txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$r/out" | head -1)
 	failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$r/out" | head -1)
-	aborted=$(grep -cE 'client [0-9]+ aborted' "$r/err")
+	aborted=$(grep -cE 'client [0-9]+ (script [0-9]+ )?aborted' "$r/err")
 	# GNU time's last line (a first one says "Command exited with non-zero status")
 	read -r t_u t_s < <(tail -1 "$r/time" 2>/dev/null)
 	[[ ${t_u:-} =~ ^[0-9.]+$ ]] && [[ ${t_s:-} =~ ^[0-9.]+$ ]] || t_u=0 t_s=0
@@ -707,7 +711,7 @@ report() {
 main() {
 	local wl tg round w order i port ws
 	for wl in ${WORKLOADS//,/ }; do
-		parse_workload "$wl" || die "unknown workload '$wl' (S<n>, TPCB<n>, SC<n>, SCT<n>, SEXT<n>, IDLE<n>)"
+		parse_workload "$wl" || die "unknown workload '$wl' (S<n>, TPCB<n>, SC<n>, SCT<n>, SEXT<n>, SP<n>, IDLE<n>)"
 		[ "$WL_SSL" = require ] && TLS_ON=1
 	done
 	# TLS only where a workload asks for it (libpq's default would be prefer)

@@ -21,6 +21,7 @@ int main(void)
 	register_proto();
 	register_scram();
 	register_stats();
+	register_stmt_registry();
 	register_userlist();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();

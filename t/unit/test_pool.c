@@ -55,13 +55,16 @@ static void setup(void)
 	CU_ASSERT_FATAL(P >= 0);
 }
 
+void unit_shm_teardown(struct shm *s)
+{
+	for (uint32_t w = 0; w < s->hdr->nworkers; w++)
+		close(s->workers[w].eventfd);
+	shm_destroy(s);
+}
+
 static void teardown(void)
 {
-	/* shm_destroy() leaves the workers' eventfds open: close them here so
-	 * the unit run does not leak three descriptors per test. */
-	for (uint32_t w = 0; w < S.hdr->nworkers; w++)
-		close(S.workers[w].eventfd);
-	shm_destroy(&S);
+	unit_shm_teardown(&S);
 	log_min_level = saved_log_level;
 }
 
