@@ -600,6 +600,12 @@ void client_attach(struct client *c, struct server *sv)
 {
 	uint32_t gen = atomic_load_explicit(&shm_slot(W.shm, sv->slot)->gen, memory_order_acquire);
 
+	if (sv->client || sv->state != SV_NONE) /* the pool handed out a slot this worker still uses */
+		log_error(LOG_CRIT, 0, "S-%d: BUG: leased to C-%d while in state %d with C-%d (gen %u, held %u)",
+		          sv->slot, c->row, sv->state, sv->client ? sv->client->row : -1, gen, sv->gen);
+	if (c->server && c->server != sv) /* the client already has one */
+		log_error(LOG_CRIT, 0, "C-%d: BUG: given S-%d while it holds S-%d (state %d)", c->row, sv->slot,
+		          c->server->slot, c->server->state);
 	sv->client = c;
 	c->server = sv;
 	atomic_store_explicit(&row_of(c)->slot, sv->slot, memory_order_release);

@@ -304,6 +304,9 @@ void server_connect(int slot, struct client *for_client)
 	char err[160];
 
 	(void)for_client;
+	if (sv->state != SV_NONE || sv->client)
+		log_error(LOG_CRIT, 0, "S-%d: BUG: connecting while in state %s with C-%d", slot,
+		          server_state_names[sv->state], sv->client ? sv->client->row : -1);
 	fdcache_forget(sv); /* an older generation's copy */
 	sv->gen = atomic_load_explicit(&sl->gen, memory_order_acquire);
 	sl->recycle_gen = atomic_load_explicit(&pool->recycle_gen, memory_order_acquire);

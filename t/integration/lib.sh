@@ -351,12 +351,13 @@ run_test() {
 	for p in $(comm -13 <(sort "$TMPD/pids.before") <(sort "$TMPD/pids")); do
 		kill -0 "$p" 2>/dev/null && kill_tree "$p"
 	done
-	# a sanitizer build reports into pgshoal's log: any report fails the test
+	# a sanitizer build reports into pgshoal's log, and pgshoal's own
+	# consistency checks log "BUG:": any such line fails the test
 	if [ $rc -eq 0 ] && [ -f "$TMPD/pgshoal.log" ] &&
-		grep -qE "runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)" "$TMPD/pgshoal.log"; then
-		grep -E -A12 "runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)" "$TMPD/pgshoal.log" |
+		grep -qE "runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)| BUG: " "$TMPD/pgshoal.log"; then
+		grep -E -A12 "runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)| BUG: " "$TMPD/pgshoal.log" |
 			head -40 >>"$TMPD/$name.out"
-		echo "FAIL: sanitizer report in pgshoal.log" >>"$TMPD/$name.out"
+		echo "FAIL: sanitizer report or BUG line in pgshoal.log" >>"$TMPD/$name.out"
 		rc=1
 	fi
 	if [ $rc -eq 0 ]; then
