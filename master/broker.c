@@ -182,7 +182,8 @@ static void fill_min_pool(int pool)
 	slot = shm_pool_reserve_min(&M.shm, pool, worker, min);
 	if (slot < 0)
 		return;
-	h = (struct shm_handoff){.client = -1, .slot = slot, .slot_gen = atomic_load(&M.shm.slots[slot].gen)};
+	h = (struct shm_handoff){
+	    .client = -1, .slot = slot, .slot_gen = atomic_load(&M.shm.slots[slot].gen)};
 	shm_inbox_push(&M.shm, worker, &h);
 	shm_worker_wake(&M.shm, worker);
 }
@@ -197,8 +198,9 @@ void master_broker_janitor(void)
 		int n;
 		if (!atomic_load(&M.shm.pools[p].used))
 			break;
-		n = shm_pool_reap_idle(&M.shm, p, now, M.cfg.server_idle_timeout, M.cfg.server_lifetime,
-		                       close_slots, (int)ARRAY_LEN(close_slots));
+		n = shm_pool_reap_idle(&M.shm, p, now, M.cfg.server_idle_timeout,
+		                       M.cfg.server_lifetime, close_slots,
+		                       (int)ARRAY_LEN(close_slots));
 		for (int i = 0; i < n; i++)
 			master_broker_close_slot(close_slots[i]);
 		fill_min_pool(p);

@@ -72,13 +72,16 @@ int master_pidfile_claim(const char *path)
 	if (!path[0])
 		return ST_OK;
 	if (held_by_live_process(path)) {
-		log_error(LOG_CRIT, 0, "pidfile \"%s\" belongs to a running process: is pgshoal already running?",
-		          path);
+		log_error(
+		    LOG_CRIT, 0,
+		    "pidfile \"%s\" belongs to a running process: is pgshoal already running?",
+		    path);
 		return ST_ERROR;
 	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	f = fopen(tmp, "w");
-	if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, path) < 0) {
+	if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
+	    rename(tmp, path) < 0) {
 		log_error(LOG_CRIT, errno, "writing pidfile \"%s\" failed", path);
 		return ST_ERROR;
 	}

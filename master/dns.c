@@ -34,8 +34,8 @@ struct dns_entry {
 	int nhosts;
 	char spec[CFG_HOST_LEN]; /* the host setting these were made from */
 	bool busy;
-	bool failing;            /* the last lookup failed (logged once) */
-	uint64_t next;           /* usec */
+	bool failing;  /* the last lookup failed (logged once) */
+	uint64_t next; /* usec */
 };
 
 static struct dns_entry entries[CFG_MAX_DBS];
@@ -61,8 +61,9 @@ static void split_hosts(struct dns_entry *e, const struct config_db *db)
 
 static void describe(const struct sockaddr_storage *sa, char *out, size_t len)
 {
-	const void *a = sa->ss_family == AF_INET ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
-	                                         : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+	const void *a = sa->ss_family == AF_INET
+	                    ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+	                    : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
 	if (sa->ss_family == AF_UNIX)
 		strlcpy_s(out, ((const struct sockaddr_un *)sa)->sun_path, len);
 	else if (!inet_ntop(sa->ss_family, a, out, (socklen_t)len))
@@ -112,7 +113,8 @@ static int gather(const struct dns_entry *e, int port, struct addrinfo *const *r
 			n++;
 			continue;
 		}
-		for (struct addrinfo *ai = results[h]; ai && n < TARGET_MAX_ADDRS; ai = ai->ai_next) {
+		for (struct addrinfo *ai = results[h]; ai && n < TARGET_MAX_ADDRS;
+		     ai = ai->ai_next) {
 			memcpy(&addrs[n], ai->ai_addr, ai->ai_addrlen);
 			lens[n++] = ai->ai_addrlen;
 			if (e->nhosts > 1)
@@ -207,7 +209,8 @@ static void finish_lookup(int db, uint64_t now)
 		e->next = now + (uint64_t)(M.cfg.dns_max_ttl * 1e6);
 	} else {
 		if (!e->failing)
-			log_error(LOG_WARNING, 0, "could not resolve host \"%s\": %s (keeping the last addresses)",
+			log_error(LOG_WARNING, 0,
+			          "could not resolve host \"%s\": %s (keeping the last addresses)",
 			          e->spec, gai_strerror(rc));
 		e->failing = true;
 		e->next = now + (uint64_t)(M.cfg.dns_nxdomain_ttl * 1e6);
@@ -253,13 +256,15 @@ int master_dns_resolve_all(const struct config *cfg, struct shm *shm)
 		if (rc == 0)
 			publish(i, &cfg->dbs[i], results);
 		else
-			log_error(LOG_WARNING, 0, "could not resolve host \"%s\": %s", e->spec, gai_strerror(rc));
+			log_error(LOG_WARNING, 0, "could not resolve host \"%s\": %s", e->spec,
+			          gai_strerror(rc));
 		for (int h = 0; h < e->nhosts; h++)
 			if (results[h])
 				freeaddrinfo(results[h]);
 		e->failing = rc != 0;
 		failed += rc != 0;
-		e->next = needs_lookup(e) ? now_usec() + (uint64_t)(cfg->dns_max_ttl * 1e6) : UINT64_MAX;
+		e->next =
+		    needs_lookup(e) ? now_usec() + (uint64_t)(cfg->dns_max_ttl * 1e6) : UINT64_MAX;
 		if (rc != 0)
 			e->next = now_usec() + (uint64_t)(cfg->dns_nxdomain_ttl * 1e6);
 	}
@@ -275,7 +280,8 @@ void master_dns_reload(void)
 		const struct config_db *cdb = &M.cfg.dbs[i];
 		char port[16];
 		snprintf(port, sizeof(port), "%d", cdb->port);
-		if (strcmp(M.shm.targets[i].name, cdb->name) != 0 || strcmp(entries[i].spec, server_host(cdb)) != 0 ||
+		if (strcmp(M.shm.targets[i].name, cdb->name) != 0 ||
+		    strcmp(entries[i].spec, server_host(cdb)) != 0 ||
 		    strcmp(entries[i].port, port) != 0)
 			entries[i].next = now;
 	}

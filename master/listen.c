@@ -19,8 +19,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, const char *what, bool reuseport,
-                     bool do_listen)
+static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, const char *what,
+                     bool reuseport, bool do_listen)
 {
 	int one = 1;
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -45,7 +45,8 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, cons
 
 int master_listen_tcp(const struct config *cfg, int *fds, int max, bool reuseport, bool do_listen)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
 	struct addrinfo *res, *ai;
 	char port[16];
 	const char *host = strcmp(cfg->listen_addr, "*") == 0 ? NULL : cfg->listen_addr;
@@ -54,14 +55,16 @@ int master_listen_tcp(const struct config *cfg, int *fds, int max, bool reusepor
 	snprintf(port, sizeof(port), "%d", cfg->listen_port);
 	rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0) {
-		log_error(LOG_ERR, 0, "getaddrinfo(\"%s\") failed: %s", cfg->listen_addr, gai_strerror(rc));
+		log_error(LOG_ERR, 0, "getaddrinfo(\"%s\") failed: %s", cfg->listen_addr,
+		          gai_strerror(rc));
 		return -1;
 	}
 	for (ai = res; ai && n < max; ai = ai->ai_next) {
 		char what[300];
 		snprintf(what, sizeof(what), "%s:%d%s", cfg->listen_addr, cfg->listen_port,
 		         ai->ai_family == AF_INET6 ? " (IPv6)" : "");
-		fds[n] = listen_on(ai->ai_addr, ai->ai_addrlen, cfg->listen_backlog, what, reuseport, do_listen);
+		fds[n] = listen_on(ai->ai_addr, ai->ai_addrlen, cfg->listen_backlog, what,
+		                   reuseport, do_listen);
 		if (fds[n] < 0) {
 			freeaddrinfo(res);
 			return -1;
@@ -101,7 +104,8 @@ int master_listen(const struct config *cfg, int *fds, int max)
 		struct sockaddr_un sun;
 		unix_path(cfg, &sun);
 		unlink(sun.sun_path); /* a stale socket from a crashed run */
-		fds[n] = listen_on((struct sockaddr *)&sun, sizeof(sun), cfg->listen_backlog, sun.sun_path, false, true);
+		fds[n] = listen_on((struct sockaddr *)&sun, sizeof(sun), cfg->listen_backlog,
+		                   sun.sun_path, false, true);
 		if (fds[n] < 0)
 			return -1;
 		chmod(sun.sun_path, 0777);

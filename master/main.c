@@ -58,8 +58,8 @@ static int start_master(void)
 		 * may add; a worker's sockets listen only while it runs */
 		M.tcp_fds = calloc((size_t)master_worker_slots(), sizeof(*M.tcp_fds));
 		for (int w = 0; M.tcp_fds && w < master_worker_slots() && M.ntcp >= 0; w++)
-			M.ntcp = master_listen_tcp(&M.cfg, M.tcp_fds[w], MAX_LISTEN - M.env.nlisten, true,
-			                           w < M.cfg.workers);
+			M.ntcp = master_listen_tcp(&M.cfg, M.tcp_fds[w], MAX_LISTEN - M.env.nlisten,
+			                           true, w < M.cfg.workers);
 		if (!M.tcp_fds || M.ntcp < 0)
 			return EXIT_FATAL;
 	}
@@ -67,7 +67,8 @@ static int start_master(void)
 	          M.cfg.so_reuseport ? " (a socket per worker, SO_REUSEPORT)" : "",
 	          M.cfg.unix_socket_dir[0] ? " and in " : "", M.cfg.unix_socket_dir);
 	if (M.env.nlisten + M.ntcp <= 0) {
-		log_error(LOG_CRIT, 0, "no listening socket: check listen_addr and unix_socket_dir");
+		log_error(LOG_CRIT, 0,
+		          "no listening socket: check listen_addr and unix_socket_dir");
 		return EXIT_FATAL;
 	}
 	if (master_http_listen(&M.cfg) != ST_OK)
@@ -91,11 +92,15 @@ static int start_master(void)
 }
 
 static const struct option long_opts[] = {
-	{"daemon", no_argument, NULL, 'd'}, {"user", required_argument, NULL, 'u'},
-	{"test", no_argument, NULL, 't'},   {"verbose", no_argument, NULL, 'v'},
-	{"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
-	{"hash-password", no_argument, NULL, 'H'}, {"method", required_argument, NULL, 'M'},
-	{NULL, 0, NULL, 0},
+    {"daemon", no_argument, NULL, 'd'},
+    {"user", required_argument, NULL, 'u'},
+    {"test", no_argument, NULL, 't'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {"hash-password", no_argument, NULL, 'H'},
+    {"method", required_argument, NULL, 'M'},
+    {NULL, 0, NULL, 0},
 };
 
 static void setup_logging(int verbose)
@@ -148,8 +153,8 @@ int main(int argc, char **argv)
 	proctitle_init(argc, argv);
 	setup_logging(verbose);
 	proctitle_set("pgshoal: master");
-	log_error(LOG_INFO, 0, "pgshoal %s starting: %d workers, pool_mode=%s", PGSHOAL_VERSION, M.cfg.workers,
-	          config_pool_mode_name(M.cfg.pool_mode));
+	log_error(LOG_INFO, 0, "pgshoal %s starting: %d workers, pool_mode=%s", PGSHOAL_VERSION,
+	          M.cfg.workers, config_pool_mode_name(M.cfg.pool_mode));
 	rc = start_master();
 	if (rc >= 0)
 		return rc;

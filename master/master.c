@@ -19,8 +19,8 @@
 
 struct master M;
 
-#define TAG_SIGNAL (-1)
-#define TAG_TIMER (-2)
+#define TAG_SIGNAL  (-1)
+#define TAG_TIMER   (-2)
 #define TAG_MONITOR (-1000) /* - db index: a pg_auto_failover monitor connection */
 
 static void add(int fd, int tag)
@@ -140,7 +140,8 @@ static void on_signal(void)
 
 		case SIGUSR1: /* PgBouncer's: pause, as the console's PAUSE */
 			atomic_fetch_or(&M.shm.hdr->flags, SHM_F_PAUSED);
-			log_error(LOG_INFO, 0, "SIGUSR1: paused, new transactions wait for SIGUSR2 or RESUME");
+			log_error(LOG_INFO, 0,
+			          "SIGUSR1: paused, new transactions wait for SIGUSR2 or RESUME");
 			break;
 		case SIGUSR2:
 			atomic_fetch_and(&M.shm.hdr->flags, ~(unsigned)SHM_F_PAUSED);
@@ -176,7 +177,8 @@ static void on_tick(void)
 	master_stats_tick();
 	master_http_tick();
 	if (M.shutdown_deadline && now_usec() > M.shutdown_deadline) {
-		log_error(LOG_INFO, 0, "shutdown_wait_timeout passed: closing clients once out of transactions");
+		log_error(LOG_INFO, 0,
+		          "shutdown_wait_timeout passed: closing clients once out of transactions");
 		M.shutdown_mode = SIGINT;
 		M.shutdown_deadline = 0;
 		signal_workers(SIGINT);

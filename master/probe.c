@@ -65,8 +65,8 @@ static const struct shm_pool *probe_pool(const struct config_db *db)
 	return NULL;
 }
 
-static void start_one(struct probe *p, const struct config_db *db, const struct shm_pool *pool, int db_index,
-                      int i)
+static void start_one(struct probe *p, const struct config_db *db, const struct shm_pool *pool,
+                      int db_index, int i)
 {
 	struct sockaddr_storage *sa = &M.shm.targets[db_index].addr[i];
 	char addr[128], port[16];
@@ -102,10 +102,11 @@ static void step_one(struct probe *p)
 	case PR_CONNECTING:
 		switch (PQconnectPoll(p->conn)) {
 		case PGRES_POLLING_OK:
-			p->state = PQsendQuery(p->conn, "select pg_is_in_recovery(), "
-			                                "current_setting('transaction_read_only')::bool")
-			                   ? PR_QUERY
-			                   : PR_DONE;
+			p->state =
+			    PQsendQuery(p->conn, "select pg_is_in_recovery(), "
+			                         "current_setting('transaction_read_only')::bool")
+			        ? PR_QUERY
+			        : PR_DONE;
 			break;
 		case PGRES_POLLING_FAILED: p->state = PR_DONE; break;
 		default: break;
@@ -155,8 +156,9 @@ static void decide(int db_index, const struct config_db *db, struct probe_set *s
 				pick = i;
 	if (pick < 0) {
 		if (!set->warned)
-			log_error(LOG_WARNING, 0, "database \"%s\": no host matches target_session_attrs=%s", db->name,
-			          config_target_attrs_names[db->target_session_attrs]);
+			log_error(LOG_WARNING, 0,
+			          "database \"%s\": no host matches target_session_attrs=%s",
+			          db->name, config_target_attrs_names[db->target_session_attrs]);
 		set->warned = true;
 		return;
 	}
@@ -175,14 +177,16 @@ bool master_target_prefer(int db_index, int pick, const char *why)
 	const char *name = M.cfg.dbs[db_index].name;
 	char addr[128];
 
-	if (!t->ok || pick < 0 || pick >= t->naddr || (int)(atomic_load(&t->prefer) % (unsigned)t->naddr) == pick)
+	if (!t->ok || pick < 0 || pick >= t->naddr ||
+	    (int)(atomic_load(&t->prefer) % (unsigned)t->naddr) == pick)
 		return false;
 	atomic_store(&t->prefer, (unsigned)pick);
 	master_describe_target(db_index, pick, addr, sizeof(addr));
 	log_error(LOG_INFO, 0, "database \"%s\": %s: now using host %s", name, why, addr);
 	master_recycle_db(name);
 	forget_pending[db_index] = !master_forget_failures(name);
-	master_broker_janitor(); /* close the idle connections to the old host now, not within a second */
+	master_broker_janitor(); /* close the idle connections to the old host now, not within a
+	                            second */
 	return true;
 }
 
@@ -202,7 +206,8 @@ static void tick_db(int i, uint64_t now)
 	}
 	if (!set->running) {
 		bool asked = atomic_exchange(&t->probe_now, 0);
-		if (db->target_session_attrs == TSA_ANY || !t->ok || t->naddr < 2 || (!asked && now < set->next))
+		if (db->target_session_attrs == TSA_ANY || !t->ok || t->naddr < 2 ||
+		    (!asked && now < set->next))
 			return;
 		pool = probe_pool(db);
 		if (!pool)

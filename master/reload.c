@@ -28,8 +28,9 @@ static void note_restart(const char *name, const char *was)
 
 static bool same_server(const struct config_db *a, const struct config_db *b)
 {
-	return strcmp(a->host, b->host) == 0 && a->port == b->port && strcmp(a->dbname, b->dbname) == 0 &&
-	       strcmp(a->user, b->user) == 0 && strcmp(a->password, b->password) == 0;
+	return strcmp(a->host, b->host) == 0 && a->port == b->port &&
+	       strcmp(a->dbname, b->dbname) == 0 && strcmp(a->user, b->user) == 0 &&
+	       strcmp(a->password, b->password) == 0;
 }
 
 static bool same_server_tls(const struct config *a, const struct config *b)
@@ -57,7 +58,8 @@ static void recycle_changed_pools(const struct config *old, const struct config 
 		if (a && b && same_server(a, b) && !tls_changed)
 			continue;
 		atomic_fetch_add(&row->recycle_gen, 1);
-		log_error(LOG_INFO, 0, "pool %s/%s: server settings changed, recycling its connections", row->db,
+		log_error(LOG_INFO, 0,
+		          "pool %s/%s: server settings changed, recycling its connections", row->db,
 		          row->user);
 	}
 }
@@ -85,9 +87,10 @@ void master_apply_config(const struct config *next)
 	log_open(M.cfg.logfile, !M.daemon);
 	master_dns_reload();
 	if (M.cfg.workers > master_worker_slots()) { /* the room made at start (max_workers) */
-		log_error(LOG_WARNING, 0, "workers = %d exceeds the %d shared memory was sized for at start "
-		          "(max_workers): running %d until a restart", M.cfg.workers, master_worker_slots(),
-		          master_worker_slots());
+		log_error(LOG_WARNING, 0,
+		          "workers = %d exceeds the %d shared memory was sized for at start "
+		          "(max_workers): running %d until a restart",
+		          M.cfg.workers, master_worker_slots(), master_worker_slots());
 		M.cfg.workers = master_worker_slots();
 	}
 	shm_config_publish(&M.shm, &M.cfg);

@@ -114,18 +114,22 @@ static void on_worker_exit(int index, int status)
 	bool fatal = WIFEXITED(status) && WEXITSTATUS(status) == EXIT_FATAL;
 
 	if (WIFSIGNALED(status))
-		log_error(M.shutdown_mode ? LOG_INFO : LOG_WARNING, 0, "worker %d killed by signal %d", index,
-		          WTERMSIG(status));
+		log_error(M.shutdown_mode ? LOG_INFO : LOG_WARNING, 0,
+		          "worker %d killed by signal %d", index, WTERMSIG(status));
 	else
 		log_error(LOG_INFO, 0, "worker %d exited with code %d", index, WEXITSTATUS(status));
 	atomic_store(&M.shm.workers[index].pid, 0);
 	retire_pair(index);
 	M.repair_pending[index] = true;
 	quick_deaths[index] = now - started_at[index] < 2000000 ? quick_deaths[index] + 1 : 0;
-	M.restart_after[index] = fatal ? UINT64_MAX
-	                               : now + (quick_deaths[index] ? (100000ull << (quick_deaths[index] < 6 ? quick_deaths[index] : 6)) : 0);
+	M.restart_after[index] =
+	    fatal ? UINT64_MAX
+	          : now + (quick_deaths[index]
+	                       ? (100000ull << (quick_deaths[index] < 6 ? quick_deaths[index] : 6))
+	                       : 0);
 	if (fatal)
-		log_error(LOG_ERR, 0, "worker %d exited with a fatal error: not respawning it", index);
+		log_error(LOG_ERR, 0, "worker %d exited with a fatal error: not respawning it",
+		          index);
 }
 
 void master_reap_children(void)
@@ -164,7 +168,8 @@ static bool repair_worker(int index)
 {
 	int close_slots[4096];
 	int nclose = 0;
-	int r = shm_pool_repair_worker(&M.shm, index, close_slots, (int)ARRAY_LEN(close_slots), &nclose);
+	int r = shm_pool_repair_worker(&M.shm, index, close_slots, (int)ARRAY_LEN(close_slots),
+	                               &nclose);
 
 	for (int i = 0; i < nclose; i++)
 		master_broker_close_slot(close_slots[i]);
@@ -172,7 +177,8 @@ static bool repair_worker(int index)
 		return false;
 	free_client_rows(index);
 	master_broker_settle();
-	log_error(LOG_INFO, 0, "worker %d: shared state repaired (%d server connections closed)", index, nclose);
+	log_error(LOG_INFO, 0, "worker %d: shared state repaired (%d server connections closed)",
+	          index, nclose);
 	return true;
 }
 
@@ -182,8 +188,9 @@ void master_repair_tick(void)
 	for (int i = 0; i < master_worker_slots(); i++) {
 		if (M.repair_pending[i] && repair_worker(i))
 			M.repair_pending[i] = false;
-		if (i < M.cfg.workers && !M.repair_pending[i] && atomic_load(&M.shm.workers[i].pid) == 0 &&
-		    !M.shutdown_mode && now >= M.restart_after[i]) {
+		if (i < M.cfg.workers && !M.repair_pending[i] &&
+		    atomic_load(&M.shm.workers[i].pid) == 0 && !M.shutdown_mode &&
+		    now >= M.restart_after[i]) {
 			atomic_fetch_add(&M.shm.workers[i].respawns, 1);
 			if (master_spawn_worker(i) != ST_OK)
 				M.restart_after[i] = now + 1000000;
@@ -202,14 +209,16 @@ void master_apply_workers(int before)
 		pid_t pid = atomic_load(&M.shm.workers[i].pid);
 		if (pid <= 0)
 			continue;
-		log_error(LOG_INFO, 0, "worker %d: draining (workers = %d): it exits when its clients have left", i,
-		          M.cfg.workers);
+		log_error(LOG_INFO, 0,
+		          "worker %d: draining (workers = %d): it exits when its clients have left",
+		          i, M.cfg.workers);
 		kill(pid, SIGTERM);
 	}
 	for (int i = before; i < M.cfg.workers; i++) {
 		M.restart_after[i] = 0;
 		quick_deaths[i] = 0;
-		if (atomic_load(&M.shm.workers[i].pid) == 0 && !M.repair_pending[i] && master_spawn_worker(i) != ST_OK)
+		if (atomic_load(&M.shm.workers[i].pid) == 0 && !M.repair_pending[i] &&
+		    master_spawn_worker(i) != ST_OK)
 			M.restart_after[i] = now_usec() + 1000000;
 	}
 }

@@ -48,7 +48,9 @@ int broker_recv(int sock, union broker_any *m, int *fd)
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	struct msghdr msg = {.msg_iov = &iov,
+	                     .msg_iovlen = 1,
+	                     .msg_control = u.buf,
 	                     .msg_controllen = sizeof(u.buf)};
 	ssize_t n;
 	struct cmsghdr *cm;

@@ -12,25 +12,25 @@
 #include <syslog.h>
 
 /* Return codes for non-blocking steps. */
-#define ST_OK 0
+#define ST_OK    0
 #define ST_ERROR (-1)
 #define ST_AGAIN (-2)
-#define ST_DONE (-3)
+#define ST_DONE  (-3)
 
-#define MUST_CHECK __attribute__((warn_unused_result))
+#define MUST_CHECK   __attribute__((warn_unused_result))
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define UNUSED __attribute__((unused))
+#define UNUSED       __attribute__((unused))
 
 #define PGSHOAL_VERSION "0.1.0"
 
 /* Exit codes: 0 clean, 1 error (respawn a worker), 2 fatal config error. */
 #define EXIT_RESPAWN 1
-#define EXIT_FATAL 2
+#define EXIT_FATAL   2
 
 /* Debug categories: a bitmask, one branch when off. */
-#define DBG_STATE 0x01
-#define DBG_POOL 0x02
-#define DBG_PROTO 0x04
+#define DBG_STATE  0x01
+#define DBG_POOL   0x02
+#define DBG_PROTO  0x04
 #define DBG_BROKER 0x08
 extern unsigned log_debug_mask;
 extern int log_min_level;
@@ -42,9 +42,9 @@ void log_syslog(const char *ident, const char *facility);
 /* err: an errno to append as "(errno: strerror)", or 0. */
 void log_error(int level, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define log_debug(cat, ...)                                                                        \
-	do {                                                                                           \
-		if (__builtin_expect(log_debug_mask & (cat), 0))                                           \
-			log_error(LOG_DEBUG, 0, __VA_ARGS__);                                                  \
+	do {                                                                                       \
+		if (__builtin_expect(log_debug_mask & (cat), 0))                                   \
+			log_error(LOG_DEBUG, 0, __VA_ARGS__);                                      \
 	} while (0)
 
 /* Monotonic clock in microseconds. */

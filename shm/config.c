@@ -60,12 +60,12 @@ struct opt {
 #define O_ENUM(st, f, words) {.name = #f, .type = OPT_ENUM, FIELD(st, f), .names = words}
 /* clang-format on */
 
-const char *const config_auth_type_names[] = {"trust", "any", "plain", "md5", "scram-sha-256", "cert",
-                                              "hba", NULL};
-const char *const config_target_attrs_names[] = {"any", "read-write", "primary", "read-only", "standby",
-                                                   "prefer-standby", NULL};
-const char *const config_tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-ca",
-                                             "verify-full", NULL};
+const char *const config_auth_type_names[] = {"trust",         "any",  "plain", "md5",
+                                              "scram-sha-256", "cert", "hba",   NULL};
+const char *const config_target_attrs_names[] = {
+    "any", "read-write", "primary", "read-only", "standby", "prefer-standby", NULL};
+const char *const config_tls_mode_names[] = {"disable",   "allow",       "prefer", "require",
+                                             "verify-ca", "verify-full", NULL};
 
 static const struct opt global_opts[] = {
     O_STR(config, listen_addr),
@@ -321,8 +321,8 @@ static int set_enum(struct loader *ld, const struct opt *o, void *base, const co
 			*(int *)((char *)base + o->off) = i;
 			return 0;
 		}
-		snprintf(words + strlen(words), sizeof(words) - strlen(words), "%s%s", i ? ", " : "",
-		         o->names[i]);
+		snprintf(words + strlen(words), sizeof(words) - strlen(words), "%s%s",
+		         i ? ", " : "", o->names[i]);
 	}
 	return fail(ld, s, "unknown %s \"%s\" (%s)", o->name, v, words);
 }
@@ -386,8 +386,8 @@ static int set_conninfo_val(struct loader *ld, const struct opt *o, struct confi
 }
 
 /* PQconninfoParse, or NULL after failing with "invalid NAME: why". */
-static PQconninfoOption *parse_conninfo(struct loader *ld, const config_setting_t *s, const char *name,
-                                        const char *text)
+static PQconninfoOption *parse_conninfo(struct loader *ld, const config_setting_t *s,
+                                        const char *name, const char *text)
 {
 	char *msg = NULL;
 	PQconninfoOption *opts = PQconninfoParse(text, &msg);
@@ -432,13 +432,15 @@ static bool is_address(const char *h, size_t n)
 	if (n >= sizeof(buf))
 		return false;
 	snprintf(buf, sizeof(buf), "%.*s", (int)n, h);
-	return buf[0] == '/' || inet_pton(AF_INET, buf, bin) == 1 || inet_pton(AF_INET6, buf, bin) == 1;
+	return buf[0] == '/' || inet_pton(AF_INET, buf, bin) == 1 ||
+	       inet_pton(AF_INET6, buf, bin) == 1;
 }
 
 /* A monitor conninfo must parse; libpq would resolve a host name inside the
  * master's loop, so the master resolves one itself (master/monitor.c), and a
  * list of monitor hosts must be given as addresses. */
-static int check_monitor_conninfo(struct loader *ld, const config_setting_t *s, const char *conninfo)
+static int check_monitor_conninfo(struct loader *ld, const config_setting_t *s,
+                                  const char *conninfo)
 {
 	PQconninfoOption *opts;
 	const char *host = NULL, *hostaddr = NULL;
@@ -458,7 +460,9 @@ static int check_monitor_conninfo(struct loader *ld, const config_setting_t *s, 
 	for (const char *h = host; h && strchr(host, ',') && !hostaddr && *h && rc == 0;) {
 		size_t n = strcspn(h, ",");
 		if (!is_address(h, n))
-			rc = fail(ld, s, "monitor_conninfo: several monitor hosts must be addresses (or use hostaddr)");
+			rc = fail(ld, s,
+			          "monitor_conninfo: several monitor hosts must be addresses (or "
+			          "use hostaddr)");
 		h += n + (h[n] == ',');
 	}
 	PQconninfoFree(opts);
@@ -467,7 +471,8 @@ static int check_monitor_conninfo(struct loader *ld, const config_setting_t *s, 
 
 /* An entry's own monitor_conninfo: the monitor picks one of several hosts,
  * the primary. */
-static int check_db_monitor(struct loader *ld, const struct config_db *db, const config_setting_t *g)
+static int check_db_monitor(struct loader *ld, const struct config_db *db,
+                            const config_setting_t *g)
 {
 	const config_setting_t *s = config_setting_get_member(g, "monitor_conninfo");
 	int tsa = db->target_session_attrs;
@@ -475,11 +480,15 @@ static int check_db_monitor(struct loader *ld, const struct config_db *db, const
 	if (!db->monitor_conninfo[0])
 		return 0;
 	if (!strchr(db->host, ','))
-		return fail(ld, s, "monitor_conninfo needs a host list (host = \"a,b\"): the monitor picks one of "
-		                   "them");
+		return fail(
+		    ld, s,
+		    "monitor_conninfo needs a host list (host = \"a,b\"): the monitor picks one of "
+		    "them");
 	if (tsa != TSA_ANY && tsa != TSA_READ_WRITE && tsa != TSA_PRIMARY)
-		return fail(ld, s, "monitor_conninfo follows the primary: target_session_attrs must be any, "
-		                   "read-write or primary");
+		return fail(
+		    ld, s,
+		    "monitor_conninfo follows the primary: target_session_attrs must be any, "
+		    "read-write or primary");
 	return check_monitor_conninfo(ld, s, db->monitor_conninfo);
 }
 
@@ -716,10 +725,11 @@ static int check_hba(struct loader *ld, struct config *cfg, const config_setting
 		return fail(ld, at, "auth_type \"hba\" needs auth_hba_file");
 	text = read_text_file(cfg->auth_hba_file, &len);
 	if (!text)
-		return fail(ld, file, "cannot read auth_hba_file \"%s\": %s", cfg->auth_hba_file, strerror(errno));
+		return fail(ld, file, "cannot read auth_hba_file \"%s\": %s", cfg->auth_hba_file,
+		            strerror(errno));
 	if (len >= sizeof(cfg->auth_hba_text))
-		rc = fail(ld, file, "auth_hba_file \"%s\" is too large (max %zu bytes)", cfg->auth_hba_file,
-		          sizeof(cfg->auth_hba_text) - 1);
+		rc = fail(ld, file, "auth_hba_file \"%s\" is too large (max %zu bytes)",
+		          cfg->auth_hba_file, sizeof(cfg->auth_hba_text) - 1);
 	else if (hba_parse(text, len, cfg->auth_hba_file, &h, ld->err, ld->errlen) < 0)
 		rc = -1;
 	else
@@ -742,7 +752,8 @@ static int check_auth_dbname(struct loader *ld, const struct config *cfg,
 	for (int i = 0; i < cfg->ndbs; i++)
 		if (cfg->dbs[i].auth_dbname[0] && !config_find_db(cfg, cfg->dbs[i].auth_dbname))
 			return fail(ld, dbs ? config_setting_get_elem(dbs, (unsigned)i) : NULL,
-			            "auth_dbname \"%s\" is not a database entry", cfg->dbs[i].auth_dbname);
+			            "auth_dbname \"%s\" is not a database entry",
+			            cfg->dbs[i].auth_dbname);
 	return 0;
 }
 
@@ -775,10 +786,13 @@ static int check_auth_tls(struct loader *ld, struct config *cfg, const config_se
 	if ((a == AUTH_PLAIN || a == AUTH_MD5 || a == AUTH_SCRAM) && !cfg->auth_file[0])
 		return fail(ld, at, "auth_type \"%s\" needs auth_file", config_auth_type_names[a]);
 	if (a == AUTH_CERT && cfg->client_tls_sslmode < TLS_VERIFY_CA)
-		return fail(ld, at, "auth_type \"cert\" needs client_tls_sslmode verify-ca or verify-full");
+		return fail(ld, at,
+		            "auth_type \"cert\" needs client_tls_sslmode verify-ca or verify-full");
 	if (cfg->client_tls_sslmode != TLS_DISABLE &&
 	    (!cfg->client_tls_key_file[0] || !cfg->client_tls_cert_file[0]))
-		return fail(ld, ct, "client_tls_sslmode needs client_tls_key_file and client_tls_cert_file");
+		return fail(
+		    ld, ct,
+		    "client_tls_sslmode needs client_tls_key_file and client_tls_cert_file");
 	if (cfg->client_tls_sslmode >= TLS_VERIFY_CA && !cfg->client_tls_ca_file[0])
 		return fail(ld, ct, "client_tls_sslmode \"%s\" needs client_tls_ca_file",
 		            config_tls_mode_names[cfg->client_tls_sslmode]);
@@ -1014,9 +1028,19 @@ bool config_describe(const struct config *cfg, int i, const char **name, char *v
 /* What sizes shared memory or the sockets, or is done once at start:
  * changing it needs a restart (a reload keeps the old value, SET refuses). */
 static const char *const restart_opts[] = {
-    "listen_addr",  "listen_port",    "unix_socket_dir", "listen_backlog", "max_client_conn",
-    "max_pools",    "pkt_buf",        "pidfile",         "user",           "max_workers",
-    "so_reuseport", "metrics_listen", "max_prepared_statements",
+    "listen_addr",
+    "listen_port",
+    "unix_socket_dir",
+    "listen_backlog",
+    "max_client_conn",
+    "max_pools",
+    "pkt_buf",
+    "pidfile",
+    "user",
+    "max_workers",
+    "so_reuseport",
+    "metrics_listen",
+    "max_prepared_statements",
 };
 
 bool config_needs_restart(const char *name)

@@ -10,16 +10,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CFG_NAME_LEN 64
-#define CFG_HOST_LEN 256
-#define CFG_PATH_LEN 256
-#define CFG_QUERY_LEN 512
+#define CFG_NAME_LEN     64
+#define CFG_HOST_LEN     256
+#define CFG_PATH_LEN     256
+#define CFG_QUERY_LEN    512
 #define CFG_PASSWORD_LEN 256
 #define CFG_CONNINFO_LEN 512
-#define CFG_MAX_DBS 64
-#define CFG_MAX_USERS 64
+#define CFG_MAX_DBS      64
+#define CFG_MAX_USERS    64
 #define CFG_HBA_TEXT_LEN 32768
-#define CFG_MAX_WORKERS 128
+#define CFG_MAX_WORKERS  128
 
 enum pool_mode {
 	POOL_INHERIT = -1, /* per-db / per-user entry: use the global pool_mode */
@@ -33,26 +33,33 @@ enum tls_mode { TLS_DISABLE, TLS_ALLOW, TLS_PREFER, TLS_REQUIRE, TLS_VERIFY_CA, 
 extern const char *const config_auth_type_names[]; /* by enum auth_type */
 extern const char *const config_tls_mode_names[];  /* by enum tls_mode */
 /* libpq's target_session_attrs values, for a database with several hosts */
-enum target_attrs { TSA_ANY, TSA_READ_WRITE, TSA_PRIMARY, TSA_READ_ONLY, TSA_STANDBY, TSA_PREFER_STANDBY };
+enum target_attrs {
+	TSA_ANY,
+	TSA_READ_WRITE,
+	TSA_PRIMARY,
+	TSA_READ_ONLY,
+	TSA_STANDBY,
+	TSA_PREFER_STANDBY
+};
 extern const char *const config_target_attrs_names[]; /* by enum target_attrs */
 
 struct config_db {
-	char name[CFG_NAME_LEN];          /* "*" = fallback for any database */
-	char host[CFG_HOST_LEN];          /* name, address, or unix socket directory ("/...") */
-	int port;                         /* default 5432 */
-	char dbname[CFG_NAME_LEN];        /* server database; "" = same as name (client's for "*") */
-	char user[CFG_NAME_LEN];          /* forced server user; "" = client's user */
-	char password[CFG_PASSWORD_LEN];  /* server password; "" = none */
-	int pool_size;                    /* -1 = default_pool_size */
-	int min_pool_size;                /* -1 = global min_pool_size */
-	int reserve_pool_size;            /* -1 = global reserve_pool_size */
-	int pool_mode;                    /* enum pool_mode, POOL_INHERIT = global */
-	int max_db_connections;           /* -1 = global; 0 = unlimited */
-	char connect_query[CFG_QUERY_LEN]; /* run once on each new server connection */
+	char name[CFG_NAME_LEN];         /* "*" = fallback for any database */
+	char host[CFG_HOST_LEN];         /* name, address, or unix socket directory ("/...") */
+	int port;                        /* default 5432 */
+	char dbname[CFG_NAME_LEN];       /* server database; "" = same as name (client's for "*") */
+	char user[CFG_NAME_LEN];         /* forced server user; "" = client's user */
+	char password[CFG_PASSWORD_LEN]; /* server password; "" = none */
+	int pool_size;                   /* -1 = default_pool_size */
+	int min_pool_size;               /* -1 = global min_pool_size */
+	int reserve_pool_size;           /* -1 = global reserve_pool_size */
+	int pool_mode;                   /* enum pool_mode, POOL_INHERIT = global */
+	int max_db_connections;          /* -1 = global; 0 = unlimited */
+	char connect_query[CFG_QUERY_LEN];   /* run once on each new server connection */
 	char application_name[CFG_NAME_LEN]; /* from conninfo, optional */
-	int target_session_attrs;         /* enum target_attrs: which of several hosts to use */
-	char auth_user[CFG_NAME_LEN];     /* auth_query's login for this database; "" = global */
-	char auth_dbname[CFG_NAME_LEN];   /* database entry auth_query runs in; "" = global */
+	int target_session_attrs;            /* enum target_attrs: which of several hosts to use */
+	char auth_user[CFG_NAME_LEN];        /* auth_query's login for this database; "" = global */
+	char auth_dbname[CFG_NAME_LEN];      /* database entry auth_query runs in; "" = global */
 	char monitor_conninfo[CFG_CONNINFO_LEN]; /* pg_auto_failover monitor; "" = the global one */
 };
 
@@ -77,25 +84,26 @@ struct config {
 	                  * default number of CPUs; never below workers */
 
 	/* pooling */
-	int pool_mode;           /* default session (PgBouncer's default) */
-	int max_client_conn;     /* default 100 */
-	int default_pool_size;   /* default 20 */
-	int min_pool_size;       /* default 0 */
-	int reserve_pool_size;   /* default 0 */
+	int pool_mode;               /* default session (PgBouncer's default) */
+	int max_client_conn;         /* default 100 */
+	int default_pool_size;       /* default 20 */
+	int min_pool_size;           /* default 0 */
+	int reserve_pool_size;       /* default 0 */
 	double reserve_pool_timeout; /* default 5 */
-	int max_db_connections;  /* default 0 = unlimited */
-	int max_user_connections; /* default 0 = unlimited */
-	int max_pools;           /* pool table rows: (database, user) pairs; default 64 */
-	int max_prepared_statements; /* per server connection, transaction/statement mode; default 200, 0 = off */
+	int max_db_connections;      /* default 0 = unlimited */
+	int max_user_connections;    /* default 0 = unlimited */
+	int max_pools;               /* pool table rows: (database, user) pairs; default 64 */
+	int max_prepared_statements; /* per server connection, transaction/statement mode; default
+	                                200, 0 = off */
 
 	char server_reset_query[CFG_QUERY_LEN]; /* default "DISCARD ALL" */
-	bool server_reset_query_always;          /* default false */
-	char server_check_query[CFG_QUERY_LEN];  /* default "select 1"; "" disables */
-	double server_check_delay;               /* default 30 */
-	double server_idle_timeout;              /* default 600 */
-	double server_lifetime;                  /* default 3600 */
-	double server_connect_timeout;           /* default 15 */
-	double server_login_retry;               /* default 15 */
+	bool server_reset_query_always;         /* default false */
+	char server_check_query[CFG_QUERY_LEN]; /* default "select 1"; "" disables */
+	double server_check_delay;              /* default 30 */
+	double server_idle_timeout;             /* default 600 */
+	double server_lifetime;                 /* default 3600 */
+	double server_connect_timeout;          /* default 15 */
+	double server_login_retry;              /* default 15 */
 
 	double query_timeout;            /* default 0 = off */
 	double query_wait_timeout;       /* default 120 */
@@ -112,32 +120,34 @@ struct config {
 	int verbose;                /* default 0; 1 = state debug, 2 = all debug */
 
 	/* master: DNS, shutdown, daemon */
-	double dns_max_ttl;           /* default 60: re-resolve server host names this often */
-	double dns_nxdomain_ttl;      /* default 15: retry a failed lookup this soon */
-	double server_check_period;   /* default 10: probe multi-host databases this often */
-	char monitor_conninfo[CFG_CONNINFO_LEN]; /* pg_auto_failover monitor for multi-host entries */
-	double shutdown_wait_timeout; /* default 60: SIGTERM waits this long for clients */
-	bool syslog;                  /* default false */
+	double dns_max_ttl;         /* default 60: re-resolve server host names this often */
+	double dns_nxdomain_ttl;    /* default 15: retry a failed lookup this soon */
+	double server_check_period; /* default 10: probe multi-host databases this often */
+	char monitor_conninfo[CFG_CONNINFO_LEN]; /* pg_auto_failover monitor for multi-host entries
+	                                          */
+	double shutdown_wait_timeout;       /* default 60: SIGTERM waits this long for clients */
+	bool syslog;                        /* default false */
 	char syslog_ident[CFG_NAME_LEN];    /* default "pgshoal" */
 	char syslog_facility[CFG_NAME_LEN]; /* default "daemon" */
-	char user[CFG_NAME_LEN];      /* drop root privileges to this user after binding; "" = stay */
+	char user[CFG_NAME_LEN]; /* drop root privileges to this user after binding; "" = stay */
 
 	/* admin console and statistics */
-	char admin_db[CFG_NAME_LEN];      /* default "pgshoal"; "pgbouncer" also reaches it */
-	int stats_period;                 /* seconds, default 60: averages and the stats log line */
-	bool log_stats;                   /* default true */
+	char admin_db[CFG_NAME_LEN]; /* default "pgshoal"; "pgbouncer" also reaches it */
+	int stats_period;            /* seconds, default 60: averages and the stats log line */
+	bool log_stats;              /* default true */
 	char metrics_listen[CFG_HOST_LEN]; /* "host:port" of the master's HTTP /metrics and /health;
 	                                      "" = off */
 
 	/* network */
-	int pkt_buf;        /* per-connection I/O buffer, bytes; default 8192, 1024..1048576 */
-	bool tcp_keepalive; /* default true */
-	bool so_reuseport;  /* default true: a TCP listening socket per worker (SO_REUSEPORT) */
-	int max_packet_size; /* largest message accepted from a client; default 2147483647 (PgBouncer's) */
+	int pkt_buf;         /* per-connection I/O buffer, bytes; default 8192, 1024..1048576 */
+	bool tcp_keepalive;  /* default true */
+	bool so_reuseport;   /* default true: a TCP listening socket per worker (SO_REUSEPORT) */
+	int max_packet_size; /* largest message accepted from a client; default 2147483647
+	                        (PgBouncer's) */
 
 	/* authentication (worker/auth.c) */
-	int auth_type;                   /* enum auth_type; default trust */
-	char auth_file[CFG_PATH_LEN];    /* PgBouncer's userlist.txt format */
+	int auth_type;                    /* enum auth_type; default trust */
+	char auth_file[CFG_PATH_LEN];     /* PgBouncer's userlist.txt format */
 	char auth_hba_file[CFG_PATH_LEN]; /* auth_type hba: a pg_hba.conf subset (shm/hba.c) */
 	/* that file's text as config_load read and checked it: workers parse
 	 * this copy, so every process applies the rules that were validated
@@ -156,10 +166,10 @@ struct config {
 	int client_tls_sslmode; /* enum tls_mode; default disable */
 	char client_tls_key_file[CFG_PATH_LEN], client_tls_cert_file[CFG_PATH_LEN];
 	char client_tls_ca_file[CFG_PATH_LEN];
-	char client_tls_protocols[CFG_NAME_LEN]; /* default "secure" (TLSv1.2 and 1.3) */
-	char client_tls_ciphers[CFG_QUERY_LEN];  /* default "default" (OpenSSL's) */
+	char client_tls_protocols[CFG_NAME_LEN];  /* default "secure" (TLSv1.2 and 1.3) */
+	char client_tls_ciphers[CFG_QUERY_LEN];   /* default "default" (OpenSSL's) */
 	char client_tls13_ciphers[CFG_QUERY_LEN]; /* "" = OpenSSL's */
-	int server_tls_sslmode; /* enum tls_mode; default disable */
+	int server_tls_sslmode;                   /* enum tls_mode; default disable */
 	char server_tls_key_file[CFG_PATH_LEN], server_tls_cert_file[CFG_PATH_LEN];
 	char server_tls_ca_file[CFG_PATH_LEN];
 	char server_tls_protocols[CFG_NAME_LEN];

@@ -57,9 +57,10 @@ static int facility_code(const char *name)
 	static const struct {
 		const char *name;
 		int code;
-	} map[] = {{"daemon", LOG_DAEMON}, {"user", LOG_USER},     {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},
-	           {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
-	           {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
+	} map[] = {{"daemon", LOG_DAEMON}, {"user", LOG_USER},     {"local0", LOG_LOCAL0},
+	           {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},
+	           {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},
+	           {"local7", LOG_LOCAL7}};
 	for (size_t i = 0; i < ARRAY_LEN(map); i++)
 		if (strcmp(map[i].name, name) == 0)
 			return map[i].code;
@@ -91,8 +92,9 @@ void log_error(int level, int err, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	localtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ld [%d] %s %s: ", ts.tv_nsec / 1000000,
-	                      (int)getpid(), log_role, level_name(level));
+	n += (size_t)snprintf(line + n, sizeof(line) - n,
+	                      ".%03ld [%d] %s %s: ", ts.tv_nsec / 1000000, (int)getpid(), log_role,
+	                      level_name(level));
 	va_start(ap, fmt);
 	if (n < sizeof(line))
 		n += (size_t)vsnprintf(line + n, sizeof(line) - n, fmt, ap);
@@ -108,7 +110,8 @@ void log_error(int level, int err, const char *fmt, ...)
 	if (log_stderr && write(STDERR_FILENO, line, n) < 0) {
 	}
 	if (log_to_syslog) /* syslog adds its own time and pid */
-		syslog(level == LOG_DEBUG ? LOG_DEBUG : level, "%.*s", (int)(n - 1), strchr(line, ']') + 2);
+		syslog(level == LOG_DEBUG ? LOG_DEBUG : level, "%.*s", (int)(n - 1),
+		       strchr(line, ']') + 2);
 }
 
 uint64_t now_usec(void)

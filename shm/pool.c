@@ -113,7 +113,8 @@ int shm_pool_db_account(struct shm *s, const char *db, bool create)
 int shm_pool_count(const struct shm *s)
 {
 	int n = 0;
-	while (n < (int)s->hdr->max_pools && atomic_load_explicit(&s->pools[n].used, memory_order_acquire))
+	while (n < (int)s->hdr->max_pools &&
+	       atomic_load_explicit(&s->pools[n].used, memory_order_acquire))
 		n++;
 	return n;
 }
@@ -324,7 +325,7 @@ static int dequeue_head(struct shm *s, struct shm_pool *row)
  * the other worker's client has waited longer).
  */
 #define HANDOFF_FAIRNESS_USEC 2000
-#define HANDOFF_SCAN 64
+#define HANDOFF_SCAN          64
 static int dequeue_for(struct shm *s, struct shm_pool *row, int worker)
 {
 	int head = row->wait_head, prev = -1, n = 0;
@@ -333,7 +334,8 @@ static int dequeue_for(struct shm *s, struct shm_pool *row, int worker)
 	if (head < 0 || worker < 0 || shm_client_worker(s, head) == worker)
 		return dequeue_head(s, row);
 	oldest = shm_client(s, head)->wait_since_usec;
-	for (int i = head; i >= 0 && n < HANDOFF_SCAN; prev = i, i = shm_client(s, i)->wait_next, n++) {
+	for (int i = head; i >= 0 && n < HANDOFF_SCAN;
+	     prev = i, i = shm_client(s, i)->wait_next, n++) {
 		struct shm_client *c = shm_client(s, i);
 		if (c->wait_since_usec > oldest + HANDOFF_FAIRNESS_USEC)
 			break;
@@ -688,7 +690,8 @@ int shm_pool_connected(struct shm *s, int slot, uint64_t now, struct shm_handoff
 	return r;
 }
 
-void shm_pool_slot_free(struct shm *s, int slot, uint32_t gen, uint64_t now, bool failed, const char *err)
+void shm_pool_slot_free(struct shm *s, int slot, uint32_t gen, uint64_t now, bool failed,
+                        const char *err)
 {
 	struct shm_slot *sl = shm_slot(s, slot);
 	struct shm_pool *row = pool_row(s, sl->pool);
@@ -698,12 +701,14 @@ void shm_pool_slot_free(struct shm *s, int slot, uint32_t gen, uint64_t now, boo
 	current = atomic_load_explicit(&sl->gen, memory_order_relaxed) == gen &&
 	          atomic_load_explicit(&sl->state, memory_order_relaxed) != SLOT_FREE;
 	/* a login to where the server was before it moved: no reason to wait */
-	moved = current && sl->recycle_gen != atomic_load_explicit(&row->recycle_gen, memory_order_relaxed);
+	moved = current &&
+	        sl->recycle_gen != atomic_load_explicit(&row->recycle_gen, memory_order_relaxed);
 	if (current)
 		free_slot_locked(s, row, sl);
 	if (failed && !moved) {
 		row->last_fail_usec = now ? now : 1;
-		strlcpy_s(row->last_error, err ? err : "server login failed", sizeof(row->last_error));
+		strlcpy_s(row->last_error, err ? err : "server login failed",
+		          sizeof(row->last_error));
 	}
 	shm_mutex_unlock(&row->lock);
 }
@@ -778,7 +783,8 @@ bool shm_pool_dequeue(struct shm *s, int pool, int client)
 	bool found = false;
 
 	shm_mutex_lock(&row->lock);
-	for (int prev = -1, i = c->queued ? row->wait_head : -1; i >= 0; prev = i, i = shm_client(s, i)->wait_next) {
+	for (int prev = -1, i = c->queued ? row->wait_head : -1; i >= 0;
+	     prev = i, i = shm_client(s, i)->wait_next) {
 		if (i == client) {
 			unlink_waiter(s, row, prev, i);
 			found = true;
@@ -817,7 +823,8 @@ uint32_t shm_pool_get_welcome(struct shm *s, int pool, char *buf, uint32_t cap)
 	return len;
 }
 
-void shm_pool_set_scram_keys(struct shm *s, int pool, const uint8_t *client_key, const uint8_t *server_key)
+void shm_pool_set_scram_keys(struct shm *s, int pool, const uint8_t *client_key,
+                             const uint8_t *server_key)
 {
 	struct shm_pool *row = pool_row(s, pool);
 	shm_mutex_lock(&row->lock);

@@ -11,7 +11,8 @@
 
 struct pool_limits {
 	int pool_size, reserve_size, max_db_conns, max_user_conns, mode;
-	uint64_t login_retry_usec; /* server_login_retry: no new connect this soon after a failed one */
+	uint64_t
+	    login_retry_usec; /* server_login_retry: no new connect this soon after a failed one */
 };
 
 enum lease_result {
@@ -77,7 +78,8 @@ int shm_pool_evict(struct shm *s, int pool, int worker, uint64_t now, int *slot)
  * since the connect began). Only if the slot is still at generation gen: a
  * holder that learns late that its slot died must not free the slot's next
  * user. */
-void shm_pool_slot_free(struct shm *s, int slot, uint32_t gen, uint64_t now, bool failed, const char *err);
+void shm_pool_slot_free(struct shm *s, int slot, uint32_t gen, uint64_t now, bool failed,
+                        const char *err);
 /* After a failed login: pop one waiter to fail if the pool has no server. */
 bool shm_pool_pop_failed_waiter(struct shm *s, int pool, struct shm_handoff *h, int *to_worker);
 void shm_pool_last_error(struct shm *s, int pool, char *buf, size_t len);
@@ -100,7 +102,8 @@ uint32_t shm_pool_get_welcome(struct shm *s, int pool, char *buf, uint32_t cap);
 
 /* SCRAM pass-through keys (32 bytes each) for the pool's user; get returns
  * false when no client has logged in with SCRAM yet. */
-void shm_pool_set_scram_keys(struct shm *s, int pool, const uint8_t *client_key, const uint8_t *server_key);
+void shm_pool_set_scram_keys(struct shm *s, int pool, const uint8_t *client_key,
+                             const uint8_t *server_key);
 bool shm_pool_get_scram_keys(struct shm *s, int pool, uint8_t *client_key, uint8_t *server_key);
 
 /* md5 pass-through: the pool user's md5 hash ("md5" + 32 hex digits) from

@@ -78,8 +78,10 @@ static void free_worker_slots(struct shm *s, int pool, int worker, int *close, i
 		atomic_store_explicit(&sl->owner, -1, memory_order_relaxed);
 		atomic_store_explicit(&sl->client, -1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&sl->gen, 1, memory_order_release);
-		atomic_fetch_sub_explicit(&s->accounts[row->db_acct].conns, 1, memory_order_relaxed);
-		atomic_fetch_sub_explicit(&s->accounts[row->user_acct].conns, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&s->accounts[row->db_acct].conns, 1,
+		                          memory_order_relaxed);
+		atomic_fetch_sub_explicit(&s->accounts[row->user_acct].conns, 1,
+		                          memory_order_relaxed);
 		if (*nclose < max)
 			close[(*nclose)++] = i;
 	}
@@ -127,7 +129,8 @@ int shm_pool_reap_idle(struct shm *s, int pool, uint64_t now, double idle_timeou
 		                now - sl->idle_since_usec > (uint64_t)(idle_timeout * 1e6);
 		bool old = lifetime > 0 && now > sl->created_usec &&
 		           now - sl->created_usec > (uint64_t)(lifetime * 1e6);
-		bool stale = sl->recycle_gen != atomic_load_explicit(&row->recycle_gen, memory_order_relaxed);
+		bool stale = sl->recycle_gen !=
+		             atomic_load_explicit(&row->recycle_gen, memory_order_relaxed);
 		if ((!idle_out && !old && !stale) || sl->tls_owner >= 0)
 			continue;
 		close[n++] = stack[k];
@@ -135,8 +138,10 @@ int shm_pool_reap_idle(struct shm *s, int pool, uint64_t now, double idle_timeou
 		atomic_store_explicit(&sl->state, SLOT_FREE, memory_order_relaxed);
 		atomic_fetch_add_explicit(&sl->gen, 1, memory_order_release);
 		row->nservers--;
-		atomic_fetch_sub_explicit(&s->accounts[row->db_acct].conns, 1, memory_order_relaxed);
-		atomic_fetch_sub_explicit(&s->accounts[row->user_acct].conns, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&s->accounts[row->db_acct].conns, 1,
+		                          memory_order_relaxed);
+		atomic_fetch_sub_explicit(&s->accounts[row->user_acct].conns, 1,
+		                          memory_order_relaxed);
 	}
 	shm_mutex_unlock(&row->lock);
 	return n;

@@ -14,12 +14,15 @@
 #include <unistd.h>
 
 const char *const shm_param_names[PARAM_COUNT] = {
-	"client_encoding", "DateStyle", "TimeZone", "standard_conforming_strings",
-	"application_name", "IntervalStyle",
+    "client_encoding",  "DateStyle",     "TimeZone", "standard_conforming_strings",
+    "application_name", "IntervalStyle",
 };
 
 const char *const slot_state_names[SLOT_STATE_COUNT] = {
-	"free", "connecting", "idle", "active",
+    "free",
+    "connecting",
+    "idle",
+    "active",
 };
 
 int shm_param_lookup(const char *name)
@@ -94,7 +97,8 @@ static int max_slots_per_pool(const struct config *cfg)
 {
 	int most = cfg->default_pool_size + cfg->reserve_pool_size;
 	for (int i = 0; i < cfg->ndbs; i++) {
-		int n = config_pool_size(cfg, &cfg->dbs[i]) + config_reserve_size(cfg, &cfg->dbs[i]);
+		int n =
+		    config_pool_size(cfg, &cfg->dbs[i]) + config_reserve_size(cfg, &cfg->dbs[i]);
 		if (n > most)
 			most = n;
 	}
@@ -148,7 +152,8 @@ int shm_create(struct shm *s, const struct config *cfg)
 	plan.sizeof_client = sizeof(struct shm_client);
 	plan.sizeof_worker = sizeof(struct shm_worker);
 	/* room for workers a reload may add (max_workers; 0 = just these) */
-	plan.nworkers = (uint32_t)(cfg->max_workers > cfg->workers ? cfg->max_workers : cfg->workers);
+	plan.nworkers =
+	    (uint32_t)(cfg->max_workers > cfg->workers ? cfg->max_workers : cfg->workers);
 	plan.max_pools = (uint32_t)cfg->max_pools;
 	plan.slots_per_pool = (uint32_t)max_slots_per_pool(cfg);
 	/* Any one worker may end up with every client: size each range for all. */
@@ -157,12 +162,14 @@ int shm_create(struct shm *s, const struct config *cfg)
 	plan.inbox_size = plan.clients_per_worker + 16;
 	/* registries stay untouched (no memory) until their slot is used */
 	plan.stmt_max = (uint32_t)cfg->max_prepared_statements;
-	plan.stmt_stride = shm_stmt_stride(cfg->max_prepared_statements, &plan.stmt_cap, &plan.stmt_buckets);
+	plan.stmt_stride =
+	    shm_stmt_stride(cfg->max_prepared_statements, &plan.stmt_cap, &plan.stmt_buckets);
 	plan.master_pid = getpid();
 	plan.stats_old_usec = now_usec(); /* averages count from the start */
 	plan_layout(&plan);
 
-	base = mmap(NULL, plan.total_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	base =
+	    mmap(NULL, plan.total_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (base == MAP_FAILED) {
 		log_error(LOG_ERR, errno, "mmap() of %zu bytes failed", plan.total_size);
 		return ST_ERROR;
@@ -175,8 +182,8 @@ int shm_create(struct shm *s, const struct config *cfg)
 		log_error(LOG_ERR, errno, "eventfd() failed");
 		return ST_ERROR;
 	}
-	log_error(LOG_INFO, 0, "shared memory: %zu bytes, %u pools x %u slots, %u workers", plan.total_size,
-	          plan.max_pools, plan.slots_per_pool, plan.nworkers);
+	log_error(LOG_INFO, 0, "shared memory: %zu bytes, %u pools x %u slots, %u workers",
+	          plan.total_size, plan.max_pools, plan.slots_per_pool, plan.nworkers);
 	return ST_OK;
 }
 
@@ -208,7 +215,8 @@ int shm_client_from_fake_pid(const struct shm *s, int32_t pid)
 {
 	int w = (pid >> FAKE_PID_SHIFT) - 1;
 	int row = pid & ((1 << FAKE_PID_SHIFT) - 1);
-	if (pid <= 0 || w < 0 || w >= (int)s->hdr->nworkers || row >= (int)s->hdr->clients_per_worker)
+	if (pid <= 0 || w < 0 || w >= (int)s->hdr->nworkers ||
+	    row >= (int)s->hdr->clients_per_worker)
 		return -1;
 	return w * (int)s->hdr->clients_per_worker + row;
 }
@@ -297,7 +305,8 @@ void shm_target_clear(struct shm *s, int db)
 	atomic_fetch_add_explicit(&t->seq, 1, memory_order_release);
 }
 
-bool shm_target_read(struct shm *s, int db, const char *name, struct sockaddr_storage *addr, socklen_t *len)
+bool shm_target_read(struct shm *s, int db, const char *name, struct sockaddr_storage *addr,
+                     socklen_t *len)
 {
 	struct shm_target *t = &s->targets[db];
 	unsigned seq;
@@ -307,7 +316,8 @@ bool shm_target_read(struct shm *s, int db, const char *name, struct sockaddr_st
 		seq = atomic_load_explicit(&t->seq, memory_order_acquire);
 		ok = t->ok && t->naddr > 0 && strcmp(t->name, name) == 0;
 		if (ok) {
-			int i = (int)(atomic_load_explicit(&t->prefer, memory_order_relaxed) % (unsigned)t->naddr);
+			int i = (int)(atomic_load_explicit(&t->prefer, memory_order_relaxed) %
+			              (unsigned)t->naddr);
 			*len = t->len[i];
 			memcpy(addr, &t->addr[i], sizeof(*addr));
 		}

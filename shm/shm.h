@@ -18,8 +18,10 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC 0x4c534750u /* "PGSL" */
-#define SHM_VERSION 6 /* 3: md5 in pools (hba); 4: wait histogram (metrics); 5: TLS slot owner; 6: prepared-statement registry */
-#define CACHELINE 64
+#define SHM_VERSION                                                                                \
+	6 /* 3: md5 in pools (hba); 4: wait histogram (metrics); 5: TLS slot owner; 6:             \
+	     prepared-statement registry */
+#define CACHELINE              64
 #define SHM_MIN_SLOTS_PER_POOL 100
 
 /* Tracked server parameters: applied with SET when a client moves to a
@@ -48,7 +50,7 @@ extern const char *const slot_state_names[SLOT_STATE_COUNT];
 
 /* Header flags. */
 #define SHM_F_SHUTDOWN 0x1 /* master: stop accepting; workers drain */
-#define SHM_F_PAUSED 0x2   /* admin PAUSE/KILL without a database: new leases wait */
+#define SHM_F_PAUSED   0x2 /* admin PAUSE/KILL without a database: new leases wait */
 
 struct shm_header {
 	uint32_t magic, version;
@@ -63,13 +65,14 @@ struct shm_header {
 	    off_targets, off_config, off_stats, off_stats_old, off_stmts;
 	size_t total_size;
 	pid_t master_pid;
-	atomic_uint flags;          /* SHM_F_SHUTDOWN: master; SHM_F_PAUSED: admin sessions (fetch_or/and) */
-	atomic_uint config_gen;     /* master only, release store */
-	atomic_int clients_total;   /* any worker: fetch_add on accept, fetch_sub on close */
+	atomic_uint flags; /* SHM_F_SHUTDOWN: master; SHM_F_PAUSED: admin sessions (fetch_or/and) */
+	atomic_uint config_gen;       /* master only, release store */
+	atomic_int clients_total;     /* any worker: fetch_add on accept, fetch_sub on close */
 	atomic_ullong next_client_id; /* any worker: fetch_add on accept (SHOW CLIENTS id) */
-	atomic_uint kill_gen;       /* admin KILL without a database: bumped; clients of older gens close */
+	atomic_uint
+	    kill_gen; /* admin KILL without a database: bumped; clients of older gens close */
 	atomic_ullong stats_old_usec; /* master: monotonic time of the stats_old snapshot */
-	struct shm_mutex table_lock; /* guards creating pool rows and accounts */
+	struct shm_mutex table_lock;  /* guards creating pool rows and accounts */
 };
 
 /* Connection counters shared by several pools: one per database name and
@@ -79,40 +82,40 @@ struct shm_account {
 	atomic_int used;         /* 0/1, release store under table_lock */
 	atomic_int conns;        /* server slots not FREE, CAS by the reserving process */
 	/* database accounts only, written by admin sessions (shm/ctl.h) */
-	atomic_uint flags;       /* DB_F_PAUSED, DB_F_DISABLED: fetch_or / fetch_and */
-	atomic_uint kill_gen;    /* KILL db: bumped; the database's clients of older gens close */
+	atomic_uint flags;    /* DB_F_PAUSED, DB_F_DISABLED: fetch_or / fetch_and */
+	atomic_uint kill_gen; /* KILL db: bumped; the database's clients of older gens close */
 };
 
 struct shm_pool {
 	struct shm_mutex lock;
-	atomic_int used;              /* 0/1: written under table_lock (release) */
-	char db[CFG_NAME_LEN];        /* key; under table_lock before used = 1 */
+	atomic_int used;       /* 0/1: written under table_lock (release) */
+	char db[CFG_NAME_LEN]; /* key; under table_lock before used = 1 */
 	char user[CFG_NAME_LEN];
-	int db_acct, user_acct;       /* account indices; under table_lock */
+	int db_acct, user_acct; /* account indices; under table_lock */
 	/* limits in force; under lock (refreshed by whoever holds newer config) */
 	int pool_size, reserve_size, max_db_conns, max_user_conns, mode;
 	uint64_t login_retry_usec;
 	/* under lock */
-	int nservers;                 /* slots not FREE */
-	int nconnecting;              /* slots CONNECTING */
-	int nidle;                    /* entries on the idle stack */
-	int wait_head, wait_tail;     /* client indices, -1 = empty */
+	int nservers;             /* slots not FREE */
+	int nconnecting;          /* slots CONNECTING */
+	int nidle;                /* entries on the idle stack */
+	int wait_head, wait_tail; /* client indices, -1 = empty */
 	int nwaiting;
-	int nevicting;                /* idle TLS slots claimed for their owner to close
-	                               * (another worker's client needs the room) */
+	int nevicting;                         /* idle TLS slots claimed for their owner to close
+	                                        * (another worker's client needs the room) */
 	uint16_t nwaiting_of[CFG_MAX_WORKERS]; /* waiters per worker, for TLS slots */
-	uint64_t last_fail_usec;      /* last failed server login, 0 = none */
-	char last_error[256];         /* that failure's message for clients */
+	uint64_t last_fail_usec;               /* last failed server login, 0 = none */
+	char last_error[256];                  /* that failure's message for clients */
 	/* the server's ParameterStatus set, for welcoming clients without a
 	 * server (PgBouncer's "welcome message"); under lock, once */
 	uint32_t welcome_len;
 	char welcome[1536];
-	int32_t welcome_params_set;   /* 0/1 */
+	int32_t welcome_params_set; /* 0/1 */
 	/* SCRAM pass-through (worker/auth.c -> worker/login.c): the ClientKey
 	 * and ServerKey of the pool's user, learnt when a client logged in
 	 * against a SCRAM verifier; lets any worker log in to the server
 	 * without a cleartext password. Under lock. */
-	int32_t scram_keys_set;       /* 0/1 */
+	int32_t scram_keys_set; /* 0/1 */
 	uint8_t scram_client_key[32], scram_server_key[32];
 	/* md5 pass-through (worker/auth.c -> worker/login.c): the md5 hash
 	 * that auth_query returned for the pool's user, kept once a client
@@ -125,11 +128,11 @@ struct shm_pool {
 } __attribute__((aligned(CACHELINE)));
 
 struct shm_slot {
-	atomic_int state;   /* enum slot_state; under pool lock */
-	atomic_uint gen;    /* bumped under pool lock each time the slot is freed */
-	int pool;           /* fixed: slot index / slots_per_pool */
-	atomic_int owner;   /* worker leasing it, -1; under pool lock */
-	atomic_int client;  /* global client index leasing it, -1; under pool lock */
+	atomic_int state;  /* enum slot_state; under pool lock */
+	atomic_uint gen;   /* bumped under pool lock each time the slot is freed */
+	int pool;          /* fixed: slot index / slots_per_pool */
+	atomic_int owner;  /* worker leasing it, -1; under pool lock */
+	atomic_int client; /* global client index leasing it, -1; under pool lock */
 	uint32_t client_gen;
 	/* set by the connecting worker before it publishes the slot (IDLE or
 	 * handed over under the pool lock) and read by lessees afterwards */
@@ -141,9 +144,9 @@ struct shm_slot {
 	socklen_t addrlen;
 	struct sockaddr_storage addr; /* server address, for cancel requests */
 	uint64_t created_usec;
-	uint64_t idle_since_usec;     /* under pool lock */
-	uint32_t recycle_gen;         /* the pool's recycle_gen when this connection was made */
-	int32_t last_worker;          /* the worker that leased it last; under pool lock */
+	uint64_t idle_since_usec; /* under pool lock */
+	uint32_t recycle_gen;     /* the pool's recycle_gen when this connection was made */
+	int32_t last_worker;      /* the worker that leased it last; under pool lock */
 	/* tracked parameters as the server last reported them; written by the
 	 * process leasing the slot (single writer at a time) */
 	char params[PARAM_COUNT][PARAM_VALUE_LEN];
@@ -172,14 +175,14 @@ enum client_state {
 };
 
 struct shm_client {
-	atomic_uint gen;      /* bumped by its worker when the row is freed */
-	atomic_int state;     /* enum client_row_state; its worker */
-	int pool;             /* its worker; -1 before login */
-	atomic_int slot;      /* linked slot or -1; its worker, release store */
-	uint32_t cancel_key;  /* random, its worker, set before state = USED */
+	atomic_uint gen;     /* bumped by its worker when the row is freed */
+	atomic_int state;    /* enum client_row_state; its worker */
+	int pool;            /* its worker; -1 before login */
+	atomic_int slot;     /* linked slot or -1; its worker, release store */
+	uint32_t cancel_key; /* random, its worker, set before state = USED */
 	/* waiter FIFO links, under the pool lock */
 	int wait_next;
-	int queued;           /* 1 while on the FIFO */
+	int queued; /* 1 while on the FIFO */
 	uint64_t wait_since_usec;
 	uint64_t connect_usec;
 	/* what SHOW CLIENTS shows; written by its worker (strings before state =
@@ -194,7 +197,7 @@ struct shm_client {
 	char addr[48], local_addr[48];
 	char user[CFG_NAME_LEN], db[CFG_NAME_LEN];
 	char app_name[PARAM_VALUE_LEN];
-	atomic_int prepared;      /* its named prepared statements (SHOW CLIENTS); its worker, relaxed */
+	atomic_int prepared; /* its named prepared statements (SHOW CLIENTS); its worker, relaxed */
 };
 
 /* A handoff pushed into a worker's inbox: slot given to one of its clients
@@ -202,7 +205,7 @@ struct shm_client {
  * instead of a client: HANDOFF_OPEN, open this reserved slot (min_pool_size,
  * or room a TLS slot gave up); HANDOFF_CLOSE, close this TLS slot of yours,
  * claimed for another worker's client. */
-#define HANDOFF_OPEN (-1)
+#define HANDOFF_OPEN  (-1)
 #define HANDOFF_CLOSE (-2)
 /* shm_slot.client of a TLS slot claimed for its owner to close */
 #define SLOT_CLIENT_EVICTING (-2)
@@ -214,12 +217,12 @@ struct shm_handoff {
 };
 
 struct shm_worker {
-	atomic_int pid;           /* master writes at fork; 0 when dead */
-	int eventfd;              /* created by the master before forking; same number everywhere */
-	atomic_uint respawns;     /* master */
-	atomic_int nclients;      /* that worker */
-	atomic_ullong loops;      /* that worker, each tick: loop turns so far (SHOW WORKERS) */
-	atomic_int nfds;          /* that worker, each tick: server sockets it holds a copy of */
+	atomic_int pid;       /* master writes at fork; 0 when dead */
+	int eventfd;          /* created by the master before forking; same number everywhere */
+	atomic_uint respawns; /* master */
+	atomic_int nclients;  /* that worker */
+	atomic_ullong loops;  /* that worker, each tick: loop turns so far (SHOW WORKERS) */
+	atomic_int nfds;      /* that worker, each tick: server sockets it holds a copy of */
 	struct shm_mutex inbox_lock;
 	uint32_t inbox_head, inbox_tail; /* under inbox_lock; ring of inbox_size */
 } __attribute__((aligned(CACHELINE)));
@@ -229,16 +232,16 @@ struct shm_worker {
 #define TARGET_MAX_ADDRS 4
 struct shm_target {
 	atomic_uint seq;
-	int32_t ok;                    /* 0 = not resolved (yet) */
+	int32_t ok; /* 0 = not resolved (yet) */
 	int32_t naddr;
-	char name[CFG_NAME_LEN];       /* the database entry it belongs to */
+	char name[CFG_NAME_LEN]; /* the database entry it belongs to */
 	socklen_t len[TARGET_MAX_ADDRS];
 	struct sockaddr_storage addr[TARGET_MAX_ADDRS];
-	uint32_t addr_gen;             /* bumped when the addresses change */
-	atomic_uint prefer;            /* the address to use: rotated by workers on connect failures
-	                                * (one host), chosen by the master's probes (several hosts
-	                                * with target_session_attrs) */
-	atomic_uint probe_now;         /* any worker: a connect failed, probe again now */
+	uint32_t addr_gen;     /* bumped when the addresses change */
+	atomic_uint prefer;    /* the address to use: rotated by workers on connect failures
+	                        * (one host), chosen by the master's probes (several hosts
+	                        * with target_session_attrs) */
+	atomic_uint probe_now; /* any worker: a connect failed, probe again now */
 };
 
 /* The configuration in force, published by the master (seqlock: odd seq
@@ -253,16 +256,16 @@ struct shm {
 	struct shm_header *hdr;
 	struct shm_pool *pools;
 	struct shm_slot *slots;
-	int32_t *idle;            /* per pool: stack of slot indices, slots_per_pool each */
+	int32_t *idle; /* per pool: stack of slot indices, slots_per_pool each */
 	struct shm_client *clients;
 	struct shm_worker *workers;
-	struct shm_handoff *inbox; /* per worker: inbox_size entries */
+	struct shm_handoff *inbox;    /* per worker: inbox_size entries */
 	struct shm_account *accounts; /* max_pools db accounts, then max_pools user accounts */
 	struct shm_target *targets;   /* CFG_MAX_DBS, by config database index */
 	struct shm_config_snap *config;
-	struct shm_stats *stats;      /* nworkers x max_pools counters (shm/stats.h) */
-	struct shm_stats *stats_old;  /* max_pools: the master's snapshot for averages */
-	char *stmts;                  /* per slot: a prepared-statement registry (stmt_registry.h) */
+	struct shm_stats *stats;     /* nworkers x max_pools counters (shm/stats.h) */
+	struct shm_stats *stats_old; /* max_pools: the master's snapshot for averages */
+	char *stmts;                 /* per slot: a prepared-statement registry (stmt_registry.h) */
 };
 
 /* Master, before forking: size from the config and map the segment. */
@@ -303,7 +306,8 @@ uint32_t shm_config_copy(struct shm *s, struct config *out);
 bool shm_target_write(struct shm *s, int db, const char *name, const struct sockaddr_storage *addrs,
                       const socklen_t *lens, int n);
 void shm_target_clear(struct shm *s, int db);
-bool shm_target_read(struct shm *s, int db, const char *name, struct sockaddr_storage *addr, socklen_t *len);
+bool shm_target_read(struct shm *s, int db, const char *name, struct sockaddr_storage *addr,
+                     socklen_t *len);
 void shm_target_next(struct shm *s, int db);
 
 #endif

@@ -68,8 +68,8 @@ static uint64_t delta(const struct stat_sum *cur, const struct stat_sum *old, in
 void stat_averages(const struct stat_sum *cur, const struct stat_sum *old, uint64_t usec,
                    struct stat_sum *avg)
 {
-	static const int per_second[] = {STAT_ASSIGN, STAT_XACT,         STAT_QUERY,
-	                                 STAT_RECV,   STAT_SENT,         STAT_LOGIN,
+	static const int per_second[] = {STAT_ASSIGN,       STAT_XACT,         STAT_QUERY,
+	                                 STAT_RECV,         STAT_SENT,         STAT_LOGIN,
 	                                 STAT_CLIENT_PARSE, STAT_SERVER_PARSE, STAT_BIND};
 	uint64_t xacts = delta(cur, old, STAT_XACT);
 	uint64_t queries = delta(cur, old, STAT_QUERY);

@@ -164,9 +164,10 @@ static void show_totals(struct admin *a)
 	                                    "ps_server_parse_count",
 	                                    "ps_bind_count",
 	                                    "client_login_count"};
-	static const int keys[] = {
-	    STAT_ASSIGN,     STAT_XACT,      STAT_QUERY, STAT_RECV, STAT_SENT, STAT_XACT_TIME,
-	    STAT_QUERY_TIME, STAT_WAIT_TIME, STAT_CLIENT_PARSE, STAT_SERVER_PARSE, STAT_BIND, STAT_LOGIN};
+	static const int keys[] = {STAT_ASSIGN,       STAT_XACT,      STAT_QUERY,
+	                           STAT_RECV,         STAT_SENT,      STAT_XACT_TIME,
+	                           STAT_QUERY_TIME,   STAT_WAIT_TIME, STAT_CLIENT_PARSE,
+	                           STAT_SERVER_PARSE, STAT_BIND,      STAT_LOGIN};
 	struct stat_sum cur, avg;
 	char name[64];
 
@@ -381,7 +382,8 @@ static void server_row(struct admin *a, int i, const char *state, uint64_t now)
 	admin_row(a, socket_types, "S", row->user, row->db, "none", state, addr, port,
 	          (const char *)NULL, 0, admin_wall_of(sl->created_usec),
 	          admin_wall_of(sl->idle_since_usec), 0, 0, stale ? 1 : 0, ptr, link,
-	          (int)sl->be_pid, sl->tls_owner >= 0 ? "TLS" : "", app, shm_stmt_count(W.shm, i), i);
+	          (int)sl->be_pid, sl->tls_owner >= 0 ? "TLS" : "", app, shm_stmt_count(W.shm, i),
+	          i);
 }
 
 static void show_servers(struct admin *a)
@@ -494,7 +496,8 @@ static void show_dns_hosts(struct admin *a)
 static void show_mem(struct admin *a)
 {
 	const struct shm_header *h = W.shm->hdr;
-	int n = shm_pool_count(W.shm), nslots = shm_slot_count(W.shm), used_slots = 0, used_clients = 0;
+	int n = shm_pool_count(W.shm), nslots = shm_slot_count(W.shm), used_slots = 0,
+	    used_clients = 0;
 
 	for (int i = 0; i < nslots; i++)
 		used_slots += atomic_load_explicit(&shm_slot(W.shm, i)->state,
@@ -514,8 +517,8 @@ static void show_mem(struct admin *a)
 	          (int)(h->nworkers * (h->max_pools - (uint32_t)n)),
 	          (int)(sizeof(struct shm_stats) * h->nworkers * h->max_pools));
 	if (h->stmt_cap)
-		admin_row(a, "siiii", "shm_prepared", (int)h->stmt_stride, used_slots, nslots - used_slots,
-		          (int)(h->stmt_stride * (size_t)nslots));
+		admin_row(a, "siiii", "shm_prepared", (int)h->stmt_stride, used_slots,
+		          nslots - used_slots, (int)(h->stmt_stride * (size_t)nslots));
 	admin_row(a, "siiii", "shm_total", (int)h->total_size, 1, 0, (int)h->total_size);
 	admin_row(a, "siiii", "worker_iobuf", (int)W.buf_size, 0, W.nbuf_pool,
 	          (int)(W.buf_size * (uint32_t)W.nbuf_pool));
@@ -544,7 +547,8 @@ static void show_workers(struct admin *a)
 	for (uint32_t w = 0; w < W.shm->hdr->nworkers; w++) {
 		const struct shm_worker *sw = &W.shm->workers[w];
 		int servers = 0;
-		if (w >= (uint32_t)W.cfg->workers && atomic_load_explicit(&sw->pid, memory_order_relaxed) <= 0)
+		if (w >= (uint32_t)W.cfg->workers &&
+		    atomic_load_explicit(&sw->pid, memory_order_relaxed) <= 0)
 			continue; /* room for workers a reload may add (max_workers) */
 		for (int i = 0; i < nslots; i++) {
 			const struct shm_slot *sl = shm_slot(W.shm, i);

@@ -29,10 +29,10 @@
 #define AUTH_MSG_MAX 4096 /* a password or SASL message; PgBouncer's limit is lower */
 
 struct auth {
-	int want;   /* the auth_type in force for this client (hba resolved) */
-	int method; /* AUTH_PLAIN, AUTH_MD5 or AUTH_SCRAM: what is asked */
-	int step;   /* SCRAM: 0 before SASLInitialResponse, 1 after */
-	bool known; /* the user is in the auth_file, or auth_query found it */
+	int want;        /* the auth_type in force for this client (hba resolved) */
+	int method;      /* AUTH_PLAIN, AUTH_MD5 or AUTH_SCRAM: what is asked */
+	int step;        /* SCRAM: 0 before SASLInitialResponse, 1 after */
+	bool known;      /* the user is in the auth_file, or auth_query found it */
 	bool queried;    /* auth_query was asked (its cache included) */
 	bool from_query; /* stored came from auth_query */
 	char stored[CFG_PASSWORD_LEN];
@@ -174,7 +174,8 @@ static int start_exchange(struct client *c)
 {
 	struct auth *a = c->auth;
 
-	if (a->want == AUTH_SCRAM || (a->want == AUTH_MD5 && password_kind(a->stored) == PASSWORD_SCRAM))
+	if (a->want == AUTH_SCRAM ||
+	    (a->want == AUTH_MD5 && password_kind(a->stored) == PASSWORD_SCRAM))
 		return start_scram(c); /* md5 with a verifier: upgraded, as PgBouncer does */
 	if (a->want == AUTH_MD5) {
 		a->method = AUTH_MD5;
@@ -208,8 +209,8 @@ void auth_lookup_done(struct client *c, const char *stored)
 bool auth_will_fail(const struct client *c)
 {
 	int method = W.cfg->auth_type;
-	return (method == AUTH_PLAIN || method == AUTH_MD5 || method == AUTH_SCRAM) && !auth_query_applies(c) &&
-	       !userlist_password(c->user);
+	return (method == AUTH_PLAIN || method == AUTH_MD5 || method == AUTH_SCRAM) &&
+	       !auth_query_applies(c) && !userlist_password(c->user);
 }
 
 int auth_begin(struct client *c)
@@ -363,7 +364,8 @@ static void on_message(struct client *c, const char *body, uint32_t len)
 		if (r == SCRAM_MALFORMED)
 			return client_error_close(c, "08P01", "malformed SCRAM message");
 		if (r == SCRAM_BAD_PROOF)
-			return fail(c, a->known ? "wrong password or channel binding" : unknown_user(c));
+			return fail(c, a->known ? "wrong password or channel binding"
+			                        : unknown_user(c));
 		if (step == 1)
 			return succeed(c);
 	}

@@ -333,8 +333,9 @@ void auth_query_tick(void)
 		if (!l || c->closing || W.cfg->client_login_timeout <= 0 ||
 		    W.now - l->started <= (uint64_t)(W.cfg->client_login_timeout * 1e6))
 			continue;
-		log_error(LOG_WARNING, 0, "C-%d: db=%s user=%s addr=%s auth_query timed out%s", c->row,
-		          c->db, c->user, c->addr, c->server ? "" : " waiting for a server");
+		log_error(LOG_WARNING, 0, "C-%d: db=%s user=%s addr=%s auth_query timed out%s",
+		          c->row, c->db, c->user, c->addr,
+		          c->server ? "" : " waiting for a server");
 		if (c->server && c->server->state == SV_SYNC) /* a server that does not answer */
 			server_close(c->server, "auth_query timed out");
 		client_error_close(c, "08P01", "client_login_timeout");

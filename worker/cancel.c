@@ -60,7 +60,8 @@ void cancel_forward(int32_t fake_pid, int32_t key)
 	if (client < 0)
 		return;
 	row = shm_client(W.shm, client);
-	if (atomic_load_explicit(&row->state, memory_order_acquire) != CROW_USED || row->cancel_key != (uint32_t)key)
+	if (atomic_load_explicit(&row->state, memory_order_acquire) != CROW_USED ||
+	    row->cancel_key != (uint32_t)key)
 		return;
 	slot = atomic_load_explicit(&row->slot, memory_order_acquire);
 	if (slot < 0)
@@ -72,7 +73,8 @@ void cancel_forward(int32_t fake_pid, int32_t key)
 	r->kind = EV_CANCEL;
 	build_packet(r->pkt, sl->be_pid, sl->be_key);
 	r->fd = socket(sl->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (r->fd < 0 || (connect(r->fd, (struct sockaddr *)&sl->addr, sl->addrlen) < 0 && errno != EINPROGRESS)) {
+	if (r->fd < 0 || (connect(r->fd, (struct sockaddr *)&sl->addr, sl->addrlen) < 0 &&
+	                  errno != EINPROGRESS)) {
 		log_error(LOG_WARNING, errno, "connect() for cancel request failed");
 		if (r->fd >= 0)
 			close(r->fd);

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 static const char *const client_state_names[CL_STATE_COUNT] = {
-	"free", "login", "auth", "login_wait", "idle", "waiting", "active", "tls", "admin",
+    "free", "login", "auth", "login_wait", "idle", "waiting", "active", "tls", "admin",
 };
 
 const char *client_state_name(enum client_state st)
@@ -35,7 +35,8 @@ const char *client_state_name(enum client_state st)
 
 void client_set_state(struct client *c, enum client_state st)
 {
-	log_debug(DBG_STATE, "C-%d: %s -> %s", c->row, client_state_name(c->state), client_state_name(st));
+	log_debug(DBG_STATE, "C-%d: %s -> %s", c->row, client_state_name(c->state),
+	          client_state_name(st));
 	c->state = st;
 	c->state_since = W.now;
 	/* for SHOW CLIENTS / SHOW POOLS in any worker */
@@ -56,8 +57,9 @@ void client_update_events(struct client *c)
 		return;
 	if (c->admin && c->state != CL_AUTH) /* the console's once logged in */
 		return admin_update_events(c);
-	if (buf_len(&c->out) > 0 || (c->server && c->server->in.data && buf_len(&c->server->in) > 0 &&
-	                             c->server->state == SV_ACTIVE && c->server->in.scan > c->server->in.start))
+	if (buf_len(&c->out) > 0 ||
+	    (c->server && c->server->in.data && buf_len(&c->server->in) > 0 &&
+	     c->server->state == SV_ACTIVE && c->server->in.scan > c->server->in.start))
 		want |= EPOLLOUT;
 	/* Read more only while the bytes already read can move on. */
 	if (!c->in.data || c->in.end < W.buf_size || c->in.start > 0)
@@ -92,7 +94,8 @@ void client_write(struct client *c, const char *p, size_t n)
 	client_update_events(c);
 }
 
-static void send_error(struct client *c, const char *severity, const char *sqlstate, const char *msg)
+static void send_error(struct client *c, const char *severity, const char *sqlstate,
+                       const char *msg)
 {
 	char mem[1024];
 	struct pbuf b;
@@ -111,8 +114,8 @@ void client_error_close(struct client *c, const char *sqlstate, const char *fmt,
 	va_end(ap);
 	send_error(c, "FATAL", sqlstate, msg);
 	if (W.cfg->log_pooler_errors)
-		log_error(LOG_WARNING, 0, "C-%d: db=%s user=%s addr=%s pooler error: %s", c->row, c->db,
-		          c->user, c->addr, msg);
+		log_error(LOG_WARNING, 0, "C-%d: db=%s user=%s addr=%s pooler error: %s", c->row,
+		          c->db, c->user, c->addr, msg);
 	client_close(c, msg);
 }
 
@@ -193,7 +196,8 @@ void client_accept(int listen_fd)
 			int fd = accept4(W.listen_fds[i], (struct sockaddr *)&sa, &len,
 			                 SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd < 0) {
-				if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
+				if (errno != EAGAIN && errno != EWOULDBLOCK &&
+				    errno != ECONNABORTED)
 					log_error(LOG_WARNING, errno, "accept4() failed");
 				break;
 			}
@@ -240,12 +244,12 @@ static void negotiate_version(struct client *c, const struct startup *st)
 struct pool_limits client_pool_limits(const struct config_db *db, const char *user)
 {
 	struct pool_limits lim = {
-		.pool_size = config_pool_size(W.cfg, db),
-		.reserve_size = config_reserve_size(W.cfg, db),
-		.max_db_conns = config_max_db_connections(W.cfg, db),
-		.max_user_conns = config_max_user_connections(W.cfg, user),
-		.mode = config_pool_mode(W.cfg, db, user),
-		.login_retry_usec = (uint64_t)(W.cfg->server_login_retry * 1e6),
+	    .pool_size = config_pool_size(W.cfg, db),
+	    .reserve_size = config_reserve_size(W.cfg, db),
+	    .max_db_conns = config_max_db_connections(W.cfg, db),
+	    .max_user_conns = config_max_user_connections(W.cfg, user),
+	    .mode = config_pool_mode(W.cfg, db, user),
+	    .login_retry_usec = (uint64_t)(W.cfg->server_login_retry * 1e6),
 	};
 	return lim;
 }
@@ -258,14 +262,16 @@ static void login_client(struct client *c, const struct startup *st)
 	struct pool_limits lim;
 
 	if (!user || !*user)
-		return client_error_close(c, "28000", "no PostgreSQL user name specified in startup packet");
+		return client_error_close(c, "28000",
+		                          "no PostgreSQL user name specified in startup packet");
 	if (!db || !*db)
 		db = user;
 	strlcpy_s(c->user, user, sizeof(c->user));
 	strlcpy_s(c->db, db, sizeof(c->db));
 	admin_note_login(c, startup_get(st, "application_name"));
 	if (atomic_load(&W.shm->hdr->clients_total) > W.cfg->max_client_conn)
-		return client_error_close(c, "53300", "no more connections allowed (max_client_conn)");
+		return client_error_close(c, "53300",
+		                          "no more connections allowed (max_client_conn)");
 	if (startup_get(st, "replication"))
 		return client_error_close(c, "08P01", "replication connections are not supported");
 	if (admin_is_db(db)) { /* the admin console: no pool, no server */
@@ -285,17 +291,20 @@ static void login_client(struct client *c, const struct startup *st)
 	if (!auth_will_fail(c)) { /* a stranger gets no pool row: max_pools is not for floods */
 		c->pool = shm_pool_find(W.shm, db, user, &lim);
 		if (c->pool < 0)
-			return client_error_close(c, "53300", "no more pools available (max_pools)");
+			return client_error_close(c, "53300",
+			                          "no more pools available (max_pools)");
 		row_of(c)->pool = c->pool;
 		if (shm_ctl_disabled(W.shm, c->pool))
-			return client_error_close(c, "55000", "database \"%s\" is not currently accepting connections (DISABLE)", db);
+			return client_error_close(
+			    c, "55000",
+			    "database \"%s\" is not currently accepting connections (DISABLE)", db);
 		c->kill_gen = shm_ctl_kill_gen(W.shm, c->pool);
 	}
 	take_startup_params(c, st);
 	negotiate_version(c, st);
 	if (W.cfg->log_connections)
-		log_error(LOG_INFO, 0, "C-%d: db=%s user=%s addr=%s login attempt: mode=%s", c->row, c->db,
-		          c->user, c->addr, config_pool_mode_name(c->mode));
+		log_error(LOG_INFO, 0, "C-%d: db=%s user=%s addr=%s login attempt: mode=%s", c->row,
+		          c->db, c->user, c->addr, config_pool_mode_name(c->mode));
 	if (auth_begin(c) == ST_OK)
 		client_login_done(c);
 }
@@ -321,18 +330,13 @@ static bool handle_startup_packet(struct client *c, const char *pkt, uint32_t le
 		return false;
 	}
 	switch (st.code) {
-	case PROTO_SSL:
-		return tls_client_begin(c); /* 'S' and a handshake, or 'N' */
-	case PROTO_GSSENC:
-		client_write(c, "N", 1);
-		return true;
+	case PROTO_SSL: return tls_client_begin(c); /* 'S' and a handshake, or 'N' */
+	case PROTO_GSSENC: client_write(c, "N", 1); return true;
 	case PROTO_CANCEL:
 		cancel_forward(st.cancel_pid, st.cancel_key);
 		client_close(c, NULL);
 		return false;
-	default:
-		login_client(c, &st);
-		return false;
+	default: login_client(c, &st); return false;
 	}
 }
 
@@ -418,7 +422,8 @@ static int scan_client(struct client *c)
 		uint32_t total;
 		int r;
 		if (c->sc.left) {
-			uint32_t adv = b->end - b->scan < c->sc.left ? b->end - b->scan : c->sc.left;
+			uint32_t adv =
+			    b->end - b->scan < c->sc.left ? b->end - b->scan : c->sc.left;
 			b->scan += adv;
 			c->sc.left -= adv;
 			continue;
@@ -429,7 +434,8 @@ static int scan_client(struct client *c)
 			break;
 		if (r < 0)
 			return ST_ERROR;
-		if (c->pos.on && !c->ps) { /* prepared statements: counted, until the first named one */
+		if (c->pos.on &&
+		    !c->ps) { /* prepared statements: counted, until the first named one */
 			r = prepared_scan(c, type, total);
 			if (r == ST_AGAIN)
 				break;
@@ -438,10 +444,24 @@ static int scan_client(struct client *c)
 		}
 		switch (type) {
 		case 'X': b->end = b->scan; return ST_DONE;
-		case 'Q': case 'F': c->pending++; c->unsynced = false; break;
-		case 'S': c->pending++; c->unsynced = false; break;
-		case 'P': case 'B': case 'D': case 'E': case 'C': case 'H': c->unsynced = true; break;
-		case 'd': case 'c': case 'f': break;
+		case 'Q':
+		case 'F':
+			c->pending++;
+			c->unsynced = false;
+			break;
+		case 'S':
+			c->pending++;
+			c->unsynced = false;
+			break;
+		case 'P':
+		case 'B':
+		case 'D':
+		case 'E':
+		case 'C':
+		case 'H': c->unsynced = true; break;
+		case 'd':
+		case 'c':
+		case 'f': break;
 		default: return ST_ERROR;
 		}
 		b->scan += 5;
@@ -473,7 +493,8 @@ void client_flush_to_server(struct client *c)
 			b->start += (uint32_t)n;
 			shm_stat_add(worker_stats(c->pool), STAT_RECV, (uint64_t)n);
 			if (sv->state == SV_ACTIVE && c->pending && !sv->since) {
-				sv->since = W.now; /* a request starts (query_time, query_timeout) */
+				sv->since =
+				    W.now; /* a request starts (query_time, query_timeout) */
 				if (!sv->xact_start)
 					sv->xact_start = W.now;
 			}
@@ -555,8 +576,9 @@ static void fail_waiting_client(struct client *c)
 {
 	char err[256];
 	shm_pool_last_error(W.shm, c->pool, err, sizeof(err));
-	client_error_close(c, "08P01", "server login has been failing, try again later (server_login_retry): %s",
-	                   err);
+	client_error_close(
+	    c, "08P01", "server login has been failing, try again later (server_login_retry): %s",
+	    err);
 }
 
 void client_request_server(struct client *c)
@@ -572,9 +594,7 @@ void client_request_server(struct client *c)
 	r = shm_pool_lease(W.shm, c->pool, c->row, W.now, W.local_gen, &slot);
 
 	switch (r) {
-	case LEASE_GOT:
-		client_attach(c, &W.servers[slot]);
-		break;
+	case LEASE_GOT: client_attach(c, &W.servers[slot]); break;
 	case LEASE_CONNECT:
 	case LEASE_EVICT: /* another worker's idle TLS slot is closed for the room */
 		if (r == LEASE_CONNECT)
@@ -586,12 +606,8 @@ void client_request_server(struct client *c)
 		if (c->state != CL_LOGIN_WAIT)
 			client_set_state(c, CL_WAITING);
 		break;
-	case LEASE_FAILED:
-		fail_waiting_client(c);
-		break;
-	default:
-		log_error(LOG_CRIT, 0, "bad lease result %d", r);
-		abort();
+	case LEASE_FAILED: fail_waiting_client(c); break;
+	default: log_error(LOG_CRIT, 0, "bad lease result %d", r); abort();
 	}
 }
 
@@ -600,12 +616,15 @@ void client_attach(struct client *c, struct server *sv)
 {
 	uint32_t gen = atomic_load_explicit(&shm_slot(W.shm, sv->slot)->gen, memory_order_acquire);
 
-	if (sv->client || sv->state != SV_NONE) /* the pool handed out a slot this worker still uses */
-		log_error(LOG_CRIT, 0, "S-%d: BUG: leased to C-%d while in state %d with C-%d (gen %u, held %u)",
-		          sv->slot, c->row, sv->state, sv->client ? sv->client->row : -1, gen, sv->gen);
+	if (sv->client ||
+	    sv->state != SV_NONE) /* the pool handed out a slot this worker still uses */
+		log_error(LOG_CRIT, 0,
+		          "S-%d: BUG: leased to C-%d while in state %d with C-%d (gen %u, held %u)",
+		          sv->slot, c->row, sv->state, sv->client ? sv->client->row : -1, gen,
+		          sv->gen);
 	if (c->server && c->server != sv) /* the client already has one */
-		log_error(LOG_CRIT, 0, "C-%d: BUG: given S-%d while it holds S-%d (state %d)", c->row, sv->slot,
-		          c->server->slot, c->server->state);
+		log_error(LOG_CRIT, 0, "C-%d: BUG: given S-%d while it holds S-%d (state %d)",
+		          c->row, sv->slot, c->server->slot, c->server->state);
 	sv->client = c;
 	c->server = sv;
 	atomic_store_explicit(&row_of(c)->slot, sv->slot, memory_order_release);
@@ -636,7 +655,8 @@ void client_on_handoff(const struct shm_handoff *h)
 	/* HANDOFF_OPEN: open this slot (min_pool_size, or room a TLS slot gave up) */
 	if (h->client < 0) {
 		struct shm_slot *sl = shm_slot(W.shm, h->slot);
-		if (atomic_load(&sl->gen) == h->slot_gen && atomic_load(&sl->state) == SLOT_CONNECTING &&
+		if (atomic_load(&sl->gen) == h->slot_gen &&
+		    atomic_load(&sl->state) == SLOT_CONNECTING &&
 		    atomic_load(&sl->owner) == W.index)
 			server_connect(h->slot, NULL);
 		return;
@@ -692,7 +712,8 @@ void client_close(struct client *c, const char *reason)
 		tls_close(&c->tls);
 	prepared_free(c);
 	if (reason && c->state != CL_LOGIN && W.cfg->log_disconnections)
-		log_error(LOG_INFO, 0, "C-%d: db=%s user=%s addr=%s closing because: %s (age=%llus)", c->row,
+		log_error(LOG_INFO, 0,
+		          "C-%d: db=%s user=%s addr=%s closing because: %s (age=%llus)", c->row,
 		          c->db, c->user, c->addr, reason,
 		          (unsigned long long)((wall_usec() - row_of(c)->connect_usec) / 1000000));
 	worker_unregister(c->fd);
@@ -739,9 +760,7 @@ static void tick_one(struct client *c)
 		return;
 	}
 	switch (c->state) {
-	case CL_ADMIN:
-		admin_tick(c);
-		break;
+	case CL_ADMIN: admin_tick(c); break;
 	case CL_LOGIN:
 	case CL_AUTH:
 	case CL_TLS:
@@ -750,7 +769,8 @@ static void tick_one(struct client *c)
 		break;
 	case CL_LOGIN_WAIT:
 	case CL_WAITING:
-		if (past(c->state_since, cfg->query_wait_timeout) && shm_pool_dequeue(W.shm, c->pool, c->row))
+		if (past(c->state_since, cfg->query_wait_timeout) &&
+		    shm_pool_dequeue(W.shm, c->pool, c->row))
 			client_error_close(c, "08P01", "query_wait_timeout");
 		else /* retries after a failed login, and the reserve pool, are driven from here */
 			server_grow(c->pool, past(c->state_since, cfg->reserve_pool_timeout));
@@ -764,8 +784,7 @@ static void tick_one(struct client *c)
 		    past(c->last_io, cfg->idle_transaction_timeout))
 			client_error_close(c, "25P03", "idle transaction timeout");
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -778,16 +797,22 @@ void client_tick(uint64_t now)
 	if (W.close_idle) /* safe shutdown: clients go once out of their transaction */
 		for (int i = 0; i < W.nrows; i++) {
 			struct client *c = &W.clients[i];
-			if (W.orphaned && !c->closing && (c->state == CL_WAITING || c->state == CL_LOGIN_WAIT ||
-			                                  (c->server && c->server->state == SV_WAIT_FD))) {
+			if (W.orphaned && !c->closing &&
+			    (c->state == CL_WAITING || c->state == CL_LOGIN_WAIT ||
+			     (c->server && c->server->state == SV_WAIT_FD))) {
 				/* no master: no socket will come for it */
-				client_error_close(c, "57P01", "terminating connection: the pgshoal master is gone");
+				client_error_close(
+				    c, "57P01",
+				    "terminating connection: the pgshoal master is gone");
 				continue;
 			}
-			if (c->closing || !(c->state == CL_IDLE || c->state == CL_LOGIN ||
-			                    (c->state == CL_ACTIVE && c->server && c->server->state == SV_ACTIVE &&
-			                     c->server->tx == 'I' && c->pending == 0 && !c->unsynced)))
+			if (c->closing ||
+			    !(c->state == CL_IDLE || c->state == CL_LOGIN ||
+			      (c->state == CL_ACTIVE && c->server &&
+			       c->server->state == SV_ACTIVE && c->server->tx == 'I' &&
+			       c->pending == 0 && !c->unsynced)))
 				continue;
-			client_error_close(c, "57P01", "terminating connection due to pgshoal shutdown");
+			client_error_close(c, "57P01",
+			                   "terminating connection due to pgshoal shutdown");
 		}
 }

@@ -3,8 +3,8 @@
  * (StartupMessage, cleartext/md5 password or SCRAM-SHA-256, ParameterStatus,
  * BackendKeyData)
  * and the queries whose replies pgshoal swallows (parameter SETs,
- * server_reset_query, connect_query; auth_query's rows go to auth_query.c). Runs in worker processes, on slots the
- * worker holds.
+ * server_reset_query, connect_query; auth_query's rows go to auth_query.c). Runs in worker
+ * processes, on slots the worker holds.
  */
 #include "worker.h"
 #include "io.h"
@@ -39,7 +39,8 @@ void login_free(struct server *sv)
 	sv->login = NULL;
 }
 
-void login_begin(struct server *sv, const struct config_db *db, const char *user, const char *dbname)
+void login_begin(struct server *sv, const struct config_db *db, const char *user,
+                 const char *dbname)
 {
 	struct pbuf b;
 	struct login *l = calloc(1, sizeof(*l));
@@ -57,7 +58,8 @@ void login_begin(struct server *sv, const struct config_db *db, const char *user
 	else if (userlist_password(user))
 		strlcpy_s(l->password, userlist_password(user), sizeof(l->password));
 	else /* an md5 hash a client logged in with after auth_query, if any */
-		shm_pool_get_md5(W.shm, shm_slot(W.shm, sv->slot)->pool, l->password, sizeof(l->password));
+		shm_pool_get_md5(W.shm, shm_slot(W.shm, sv->slot)->pool, l->password,
+		                 sizeof(l->password));
 	pb_init(&b, l->startup, sizeof(l->startup));
 	pb_u32(&b, 0);
 	pb_u32(&b, PROTO_V3);
@@ -148,14 +150,17 @@ static int scram_begin(struct server *sv, const char *body, uint32_t len)
 	memset(&l->scram, 0, sizeof(l->scram));
 	if (password_kind(l->password) != PASSWORD_CLEAR || !l->password[0]) {
 		int pool = shm_slot(W.shm, sv->slot)->pool;
-		l->scram.have_keys = shm_pool_get_scram_keys(W.shm, pool, l->scram.client_key, l->scram.server_key);
+		l->scram.have_keys =
+		    shm_pool_get_scram_keys(W.shm, pool, l->scram.client_key, l->scram.server_key);
 		if (!l->scram.have_keys)
-			return login_error(sv, "server asked for SCRAM and pgshoal has no cleartext password (or "
-			                       "pass-through keys yet) for this user");
+			return login_error(
+			    sv, "server asked for SCRAM and pgshoal has no cleartext password (or "
+			        "pass-through keys yet) for this user");
 	}
 	if (scram_random_nonce(nonce) < 0)
 		return login_error(sv, "no random bytes");
-	return send_sasl(sv, "SCRAM-SHA-256", out, scram_client_first(&l->scram, "", nonce, out, sizeof(out)));
+	return send_sasl(sv, "SCRAM-SHA-256", out,
+	                 scram_client_first(&l->scram, "", nonce, out, sizeof(out)));
 }
 
 /* AuthenticationXXX from the server. */
@@ -170,27 +175,32 @@ static int on_auth(struct server *sv, const char *body, uint32_t len)
 	case 0: return ST_AGAIN; /* AuthenticationOk */
 	case 3:
 		if (kind != PASSWORD_CLEAR)
-			return login_error(sv, "server asked for a cleartext password; pgshoal has only a hash");
+			return login_error(
+			    sv, "server asked for a cleartext password; pgshoal has only a hash");
 		return send_password(sv, l->password);
 	case 5:
 		if (len < 8 || kind == PASSWORD_SCRAM)
-			return login_error(sv, "server asked for md5; pgshoal has only a SCRAM verifier");
+			return login_error(
+			    sv, "server asked for md5; pgshoal has only a SCRAM verifier");
 		if (kind == PASSWORD_CLEAR)
 			password_md5(l->password, l->user, hash);
 		else
-			strlcpy_s(hash, l->password, sizeof(hash)); /* an md5 hash answers md5 as well */
+			strlcpy_s(hash, l->password,
+			          sizeof(hash)); /* an md5 hash answers md5 as well */
 		password_md5_salted(hash, (const uint8_t *)body + 4, out);
 		return send_password(sv, out);
 	case 10: return scram_begin(sv, body, len);
 	case 11: /* SASLContinue: server-first-message */
 		return send_sasl(sv, NULL, out,
-		                 scram_client_final(&l->scram, l->password, body + 4, len - 4, out, sizeof(out)));
+		                 scram_client_final(&l->scram, l->password, body + 4, len - 4, out,
+		                                    sizeof(out)));
 	case 12: /* SASLFinal: the server proves it knows the verifier */
 		if (scram_client_verify(&l->scram, body + 4, len - 4) != SCRAM_OK)
 			return login_error(sv, "server's SCRAM signature is invalid");
 		return ST_AGAIN;
 	default:
-		return login_error(sv, "server asked for an authentication method pgshoal does not support");
+		return login_error(
+		    sv, "server asked for an authentication method pgshoal does not support");
 	}
 }
 
@@ -298,7 +308,8 @@ static int sync_message(struct server *sv, const char *m, uint32_t total)
 			auth_query_on_row(sv, m + 5, total - 5);
 		return ST_AGAIN;
 	case 'C':
-		prepared_sync_tag(sv, m + 5, total - 5); /* a DISCARD ALL drops prepared statements */
+		prepared_sync_tag(sv, m + 5,
+		                  total - 5); /* a DISCARD ALL drops prepared statements */
 		return ST_AGAIN;
 	case 'Z':
 		sv->tx = m[5];

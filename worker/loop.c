@@ -23,11 +23,11 @@
 
 struct worker W;
 
-#define TICK_MS 100
+#define TICK_MS    100
 #define MAX_EVENTS 128
 
 static int kind_listen = EV_LISTEN, kind_eventfd = EV_EVENTFD, kind_broker = EV_BROKER,
-	   kind_timer = EV_TIMER, kind_signal = EV_SIGNAL;
+           kind_timer = EV_TIMER, kind_signal = EV_SIGNAL;
 static int signal_fd = -1;
 
 void worker_update_events(int fd, uint32_t *cur, uint32_t want, void *ptr)
@@ -77,7 +77,8 @@ static void setup_signals(void)
 
 static void setup_loop(void)
 {
-	struct itimerspec its = {.it_interval = {0, TICK_MS * 1000000}, .it_value = {0, TICK_MS * 1000000}};
+	struct itimerspec its = {.it_interval = {0, TICK_MS * 1000000},
+	                         .it_value = {0, TICK_MS * 1000000}};
 
 	W.epfd = epoll_create1(EPOLL_CLOEXEC);
 	W.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -160,7 +161,8 @@ static void on_signal(void)
 		if (si.ssi_signo == SIGQUIT)
 			exit(0);
 		if (si.ssi_signo == SIGINT)
-			W.close_idle = true; /* safe shutdown: clients go when out of transactions */
+			W.close_idle =
+			    true; /* safe shutdown: clients go when out of transactions */
 		if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
 			stop_accepting();
 	}
@@ -210,9 +212,7 @@ static void dispatch(struct epoll_event *ev)
 	case EV_CLIENT: client_on_event(ev->data.ptr, ev->events); break;
 	case EV_SERVER: server_on_event(ev->data.ptr, ev->events); break;
 	case EV_CANCEL: cancel_on_event(ev->data.ptr, ev->events); break;
-	default:
-		log_error(LOG_CRIT, 0, "unknown event kind %d", kind);
-		abort();
+	default: log_error(LOG_CRIT, 0, "unknown event kind %d", kind); abort();
 	}
 }
 

@@ -156,8 +156,7 @@ int proto_parse_startup(const char *pkt, uint32_t len, struct startup *st, const
 	st->code = get_u32(pkt + 4);
 	switch (st->code) {
 	case PROTO_SSL:
-	case PROTO_GSSENC:
-		return len == 8 ? 0 : (*why = "invalid length of startup packet", -1);
+	case PROTO_GSSENC: return len == 8 ? 0 : (*why = "invalid length of startup packet", -1);
 	case PROTO_CANCEL:
 		if (len != 16) {
 			*why = "invalid length of cancel request";
@@ -166,8 +165,7 @@ int proto_parse_startup(const char *pkt, uint32_t len, struct startup *st, const
 		st->cancel_pid = (int32_t)get_u32(pkt + 8);
 		st->cancel_key = (int32_t)get_u32(pkt + 12);
 		return 0;
-	default:
-		break;
+	default: break;
 	}
 	if ((st->code >> 16) != 3) {
 		*why = "unsupported frontend protocol";

@@ -9,10 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_V3 196608u          /* 3.0 */
-#define PROTO_CANCEL 80877102u
-#define PROTO_SSL 80877103u
-#define PROTO_GSSENC 80877104u
+#define PROTO_V3           196608u /* 3.0 */
+#define PROTO_CANCEL       80877102u
+#define PROTO_SSL          80877103u
+#define PROTO_GSSENC       80877104u
 #define MAX_STARTUP_PACKET 10000u /* PostgreSQL's limit */
 
 struct pbuf { /* bounded writer; overflow sets err and writes nothing more */

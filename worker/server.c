@@ -24,12 +24,13 @@
 #include <unistd.h>
 
 static const char *const server_state_names[SV_STATE_COUNT] = {
-	"none", "connecting", "login", "wait_fd", "sync", "active", "tls",
+    "none", "connecting", "login", "wait_fd", "sync", "active", "tls",
 };
 
 void server_set_state(struct server *sv, enum server_state st)
 {
-	log_debug(DBG_STATE, "S-%d: %s -> %s", sv->slot, server_state_names[sv->state], server_state_names[st]);
+	log_debug(DBG_STATE, "S-%d: %s -> %s", sv->slot, server_state_names[sv->state],
+	          server_state_names[st]);
 	sv->state = st;
 	sv->since = W.now;
 }
@@ -51,7 +52,8 @@ void server_update_events(struct server *sv)
 		 * client (a partial header may wait at the front of the buffer) */
 		if (!sv->in.data || (sv->in.scan == sv->in.start && (!c || buf_len(&c->out) == 0)))
 			want = EPOLLIN;
-		if (c && prepared_wants_write(c)) /* c->in has bytes for us (or, rewritten, c->ps) */
+		if (c &&
+		    prepared_wants_write(c)) /* c->in has bytes for us (or, rewritten, c->ps) */
 			want |= EPOLLOUT;
 		break;
 	default: want = EPOLLIN; break;
@@ -141,7 +143,8 @@ static bool wants_reset(const struct client *c)
 static bool must_recycle(const struct server *sv)
 {
 	const struct shm_slot *sl = shm_slot(W.shm, sv->slot);
-	return sl->recycle_gen != atomic_load_explicit(&W.shm->pools[sl->pool].recycle_gen, memory_order_relaxed);
+	return sl->recycle_gen !=
+	       atomic_load_explicit(&W.shm->pools[sl->pool].recycle_gen, memory_order_relaxed);
 }
 
 void server_release(struct server *sv)
@@ -313,7 +316,8 @@ void server_connect(int slot, struct client *for_client)
 	sv->client = NULL;
 	sv->tx = 'I';
 	server_set_state(sv, SV_CONNECTING);
-	if (!db || !shm_target_read(W.shm, (int)(db - W.cfg->dbs), db->name, &sl->addr, &sl->addrlen)) {
+	if (!db ||
+	    !shm_target_read(W.shm, (int)(db - W.cfg->dbs), db->name, &sl->addr, &sl->addrlen)) {
 		server_fail(sv, "server address not resolved");
 		return;
 	}
@@ -325,7 +329,8 @@ void server_connect(int slot, struct client *for_client)
 		return;
 	}
 	register_server(sv, EPOLLOUT);
-	login_begin(sv, db, db->user[0] ? db->user : pool->user, db->dbname[0] ? db->dbname : pool->db);
+	login_begin(sv, db, db->user[0] ? db->user : pool->user,
+	            db->dbname[0] ? db->dbname : pool->db);
 }
 
 /* A connection idle longer than server_check_delay is tested before use
@@ -386,7 +391,8 @@ void server_start(struct server *sv)
 bool server_event_is_mine(struct server *sv)
 {
 	struct shm_slot *sl = shm_slot(W.shm, sv->slot);
-	return sv->state != SV_NONE && atomic_load_explicit(&sl->gen, memory_order_acquire) == sv->gen &&
+	return sv->state != SV_NONE &&
+	       atomic_load_explicit(&sl->gen, memory_order_acquire) == sv->gen &&
 	       atomic_load_explicit(&sl->owner, memory_order_relaxed) == W.index;
 }
 
@@ -445,7 +451,8 @@ static int scan_server(struct server *sv)
 		uint32_t total;
 		int r;
 		if (sv->sc.left) {
-			uint32_t adv = b->end - b->scan < sv->sc.left ? b->end - b->scan : sv->sc.left;
+			uint32_t adv =
+			    b->end - b->scan < sv->sc.left ? b->end - b->scan : sv->sc.left;
 			b->scan += adv;
 			sv->sc.left -= adv;
 			continue;
@@ -556,7 +563,8 @@ static void server_scan(struct server *sv)
 	if (c->mode == POOL_STATEMENT && sv->tx != 'I' && c->pending == 0) {
 		server_flush_to_client(sv);
 		server_close(sv, "transaction in statement mode");
-		client_error_close(c, "08P01", "long transactions not allowed in statement pooling mode");
+		client_error_close(c, "08P01",
+		                   "long transactions not allowed in statement pooling mode");
 		return;
 	}
 	if (r == ST_DONE)
@@ -573,7 +581,8 @@ static void connect_done(struct server *sv)
 	if (getsockopt(sv->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err) {
-		const struct config_db *db = config_find_db(W.cfg, W.shm->pools[shm_slot(W.shm, sv->slot)->pool].db);
+		const struct config_db *db =
+		    config_find_db(W.cfg, W.shm->pools[shm_slot(W.shm, sv->slot)->pool].db);
 		if (db)
 			target_failed(db);
 		snprintf(msg, sizeof(msg), "could not connect to server: %s", strerror(err));
@@ -592,8 +601,11 @@ static void login_read(struct server *sv)
 	if (r == ST_ERROR)
 		return; /* login_on_data failed the slot */
 	login_free(sv);
-	if (config_find_db(W.cfg, W.shm->pools[shm_slot(W.shm, sv->slot)->pool].db)->connect_query[0]) {
-		const char *q = config_find_db(W.cfg, W.shm->pools[shm_slot(W.shm, sv->slot)->pool].db)->connect_query;
+	if (config_find_db(W.cfg, W.shm->pools[shm_slot(W.shm, sv->slot)->pool].db)
+	        ->connect_query[0]) {
+		const char *q =
+		    config_find_db(W.cfg, W.shm->pools[shm_slot(W.shm, sv->slot)->pool].db)
+		        ->connect_query;
 		if (swallow_query(sv, q, SYNC_THEN_PUBLISH) == ST_OK)
 			return;
 		server_fail(sv, "connect_query could not be sent");
@@ -643,7 +655,8 @@ static void sync_read(struct server *sv)
 	default: /* parameters are in line: forward the client's request */
 		if (sv->sync_failed) {
 			server_release(sv);
-			client_error_close(c, "22023", "could not apply client parameters on the server");
+			client_error_close(c, "22023",
+			                   "could not apply client parameters on the server");
 			return;
 		}
 		server_set_state(sv, SV_ACTIVE);
@@ -664,7 +677,8 @@ static void foreign_event(struct server *sv, uint32_t events)
 	/* the event may be for bytes the slot's holder has read since and then
 	 * released the slot: only bytes still there make an idle server suspect */
 	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) == EPOLLIN &&
-	    recv(sv->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	    recv(sv->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK))
 		events &= ~(uint32_t)EPOLLIN;
 	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && gen &&
 	    shm_pool_claim_idle(W.shm, sv->slot, gen, W.index)) {
@@ -697,9 +711,7 @@ void server_on_event(struct server *sv, uint32_t events)
 		if (sv->state == SV_ACTIVE && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 			server_read(sv);
 		break;
-	default:
-		log_error(LOG_CRIT, 0, "S-%d: event in state %d", sv->slot, sv->state);
-		abort();
+	default: log_error(LOG_CRIT, 0, "S-%d: event in state %d", sv->slot, sv->state); abort();
 	}
 }
 
@@ -725,9 +737,7 @@ void server_client_gone(struct server *sv)
 		else
 			server_close(sv, "client disconnected with a request or transaction open");
 		break;
-	default:
-		unlink_client(sv);
-		break;
+	default: unlink_client(sv); break;
 	}
 }
 
@@ -747,9 +757,11 @@ void server_tick(uint64_t now)
 		if ((sv->state == SV_CONNECTING || sv->state == SV_TLS || sv->state == SV_LOGIN) &&
 		    past(sv->since, W.cfg->server_connect_timeout)) {
 			server_fail(sv, "server_connect_timeout");
-		} else if (sv->state == SV_WAIT_FD && past(sv->since, W.cfg->server_connect_timeout)) {
+		} else if (sv->state == SV_WAIT_FD &&
+		           past(sv->since, W.cfg->server_connect_timeout)) {
 			/* the master never answered: give the slot up, find another */
-			log_error(LOG_WARNING, 0, "S-%d: no socket from the master in time", sv->slot);
+			log_error(LOG_WARNING, 0, "S-%d: no socket from the master in time",
+			          sv->slot);
 			server_set_state(sv, SV_ACTIVE);
 			server_close(sv, "no socket from the master");
 			if (c && !c->closing)

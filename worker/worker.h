@@ -15,7 +15,16 @@
 
 #include <stdint.h>
 
-enum ev_kind { EV_LISTEN = 1, EV_EVENTFD, EV_BROKER, EV_TIMER, EV_SIGNAL, EV_CLIENT, EV_SERVER, EV_CANCEL };
+enum ev_kind {
+	EV_LISTEN = 1,
+	EV_EVENTFD,
+	EV_BROKER,
+	EV_TIMER,
+	EV_SIGNAL,
+	EV_CLIENT,
+	EV_SERVER,
+	EV_CANCEL
+};
 
 /* An I/O buffer; memory is taken from the worker's free list only while
  * bytes are in flight (buf_get/buf_put), so idle connections hold none. */
@@ -57,32 +66,37 @@ struct ps_pos {
 	bool on;      /* tracked: transaction or statement mode with max_prepared_statements > 0 */
 };
 
-enum sync_next { SYNC_THEN_FORWARD, SYNC_THEN_RELEASE, SYNC_THEN_PUBLISH, SYNC_THEN_START,
-                 SYNC_THEN_AUTH_QUERY };
+enum sync_next {
+	SYNC_THEN_FORWARD,
+	SYNC_THEN_RELEASE,
+	SYNC_THEN_PUBLISH,
+	SYNC_THEN_START,
+	SYNC_THEN_AUTH_QUERY
+};
 
 struct client {
 	int kind; /* EV_CLIENT; first, so epoll's data pointer can be dispatched */
 	int fd;
-	int row;  /* global client index (shm client table) */
+	int row; /* global client index (shm client table) */
 	enum client_state state;
 	uint32_t events;
 	int pool, mode;
 	int db_index;
 	struct server *server;
-	struct buf in;        /* from the client, not yet sent to the server */
-	struct buf out;       /* to the client, left over when its server was released */
+	struct buf in;  /* from the client, not yet sent to the server */
+	struct buf out; /* to the client, left over when its server was released */
 	struct scan sc;
-	int pending;          /* ReadyForQuery messages the client still expects */
-	bool unsynced;        /* extended-protocol messages sent since the last Sync */
+	int pending;   /* ReadyForQuery messages the client still expects */
+	bool unsynced; /* extended-protocol messages sent since the last Sync */
 	uint64_t state_since, last_io;
 	bool closing, in_free_list;
 	char user[CFG_NAME_LEN], db[CFG_NAME_LEN];
 	char params[PARAM_COUNT][PARAM_VALUE_LEN]; /* what the client expects */
 	char addr[64];
-	void *tls;            /* SSL* when the client negotiated TLS */
-	struct auth *auth;    /* only while in CL_AUTH (auth.c) */
-	struct admin *admin;  /* admin console session (admin.c); NULL for others */
-	bool paused;          /* CL_WAITING because its pool is paused: not queued, retried each tick */
+	void *tls;           /* SSL* when the client negotiated TLS */
+	struct auth *auth;   /* only while in CL_AUTH (auth.c) */
+	struct admin *admin; /* admin console session (admin.c); NULL for others */
+	bool paused; /* CL_WAITING because its pool is paused: not queued, retried each tick */
 	uint32_t kill_gen;    /* shm_ctl_kill_gen at login; a KILL moves it */
 	struct ps_pos pos;    /* prepared statements: counters (cheap, while pos.on) */
 	struct ps_client *ps; /* prepared statements: state, from the first named one on */
@@ -92,23 +106,23 @@ struct client {
 struct server {
 	int kind; /* EV_SERVER */
 	int slot;
-	uint32_t gen;       /* generation this view (and fd) belongs to */
-	int fd;             /* this worker's copy, -1 = none */
-	bool registered;    /* fd is in this worker's epoll set */
+	uint32_t gen;    /* generation this view (and fd) belongs to */
+	int fd;          /* this worker's copy, -1 = none */
+	bool registered; /* fd is in this worker's epoll set */
 	uint32_t events;
 	enum server_state state;
 	struct client *client;
-	struct buf in;      /* from the server, not yet sent to the client */
+	struct buf in; /* from the server, not yet sent to the client */
 	struct scan sc;
-	char tx;            /* last ReadyForQuery status: 'I', 'T' or 'E' */
-	int after_sync;     /* what to do when SV_SYNC's ReadyForQuery comes: enum sync_next */
+	char tx;              /* last ReadyForQuery status: 'I', 'T' or 'E' */
+	int after_sync;       /* what to do when SV_SYNC's ReadyForQuery comes: enum sync_next */
 	bool release_pending; /* at a boundary, waiting for the client to take the bytes */
-	bool sync_failed;   /* an ErrorResponse came while in SV_SYNC */
-	bool checked;       /* server_check_query ran for this lease */
-	uint64_t since;     /* entered current state / request start */
-	uint64_t xact_start; /* first request of the running transaction, 0 = none (stats) */
-	struct login *login; /* only while logging in */
-	void *tls;          /* SSL* for a TLS server connection (this worker only) */
+	bool sync_failed;     /* an ErrorResponse came while in SV_SYNC */
+	bool checked;         /* server_check_query ran for this lease */
+	uint64_t since;       /* entered current state / request start */
+	uint64_t xact_start;  /* first request of the running transaction, 0 = none (stats) */
+	struct login *login;  /* only while logging in */
+	void *tls;            /* SSL* for a TLS server connection (this worker only) */
 };
 
 struct worker {
@@ -121,13 +135,13 @@ struct worker {
 	int nlisten;
 	int nprivate_listen; /* the last ones of listen_fds are this worker's own */
 	int listen_fds[MAX_LISTEN];
-	bool draining;   /* not accepting; exits when its last client is gone */
-	bool close_idle; /* also close clients that are out of a transaction */
-	uint64_t orphaned; /* when the master was found gone (0 = alive) */
-	struct client *clients;   /* clients_per_worker, by row - first row */
+	bool draining;          /* not accepting; exits when its last client is gone */
+	bool close_idle;        /* also close clients that are out of a transaction */
+	uint64_t orphaned;      /* when the master was found gone (0 = alive) */
+	struct client *clients; /* clients_per_worker, by row - first row */
 	int first_row, nrows;
-	struct server *servers;   /* by slot */
-	uint32_t *local_gen;      /* by slot: generation of the cached fd, 0 = none */
+	struct server *servers; /* by slot */
+	uint32_t *local_gen;    /* by slot: generation of the cached fd, 0 = none */
 	int nslots;
 	int nclients;
 	struct client *free_list; /* closed clients to recycle at the end of the loop turn */
@@ -135,7 +149,7 @@ struct worker {
 	int nbuf_pool, buf_pool_cap;
 	uint32_t buf_size;
 	uint64_t now;
-	uint64_t loops;           /* loop turns (SHOW WORKERS) */
+	uint64_t loops;               /* loop turns (SHOW WORKERS) */
 	struct shm_handoff *handoffs; /* scratch for inbox pops */
 };
 
@@ -162,7 +176,7 @@ void client_set_state(struct client *c, enum client_state st);
 void client_update_events(struct client *c);
 void client_close(struct client *c, const char *reason);
 void client_error_close(struct client *c, const char *sqlstate, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void client_request_server(struct client *c);
 void client_attach(struct client *c, struct server *sv);
 void client_on_handoff(const struct shm_handoff *h);
@@ -193,7 +207,8 @@ void server_fail(struct server *sv, const char *err);
 bool server_event_is_mine(struct server *sv);
 
 /* login.c (server-side login) */
-void login_begin(struct server *sv, const struct config_db *db, const char *user, const char *dbname);
+void login_begin(struct server *sv, const struct config_db *db, const char *user,
+                 const char *dbname);
 void login_send_startup(struct server *sv);
 int login_on_data(struct server *sv);
 int sync_on_data(struct server *sv);

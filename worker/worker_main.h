@@ -15,7 +15,7 @@ struct worker_env {
 	struct shm *shm;
 	int listen_fds[MAX_LISTEN];
 	int nlisten;
-	int nprivate; /* the last nprivate listen_fds are this worker's own (SO_REUSEPORT) */
+	int nprivate;  /* the last nprivate listen_fds are this worker's own (SO_REUSEPORT) */
 	int broker_fd; /* this worker's end of its socketpair with the master */
 };
 

@@ -342,24 +342,37 @@ static void test_config_conninfo_errors(void)
 static void test_config_monitor_conninfo(void)
 {
 	LOAD_OK("monitor_conninfo = \"host=10.0.0.9 dbname=pg_auto_failover\";\n"
-	        "databases = ( { name = \"a\"; host = \"h1,h2\"; target_session_attrs = \"read-write\"; },\n"
+	        "databases = ( { name = \"a\"; host = \"h1,h2\"; target_session_attrs = "
+	        "\"read-write\"; },\n"
 	        "  { name = \"b\"; host = \"h1\"; },\n"
 	        "  { name = \"c\"; host = \"h1,h2\"; target_session_attrs = \"standby\"; },\n"
-	        "  { name = \"d\"; conninfo = \"host=h1,h2\"; monitor_conninfo = \"host=/run/m port=7\"; } );\n");
-	CU_ASSERT_STRING_EQUAL(config_monitor_conninfo(&cfg, &cfg.dbs[0]), "host=10.0.0.9 dbname=pg_auto_failover");
-	CU_ASSERT_PTR_NULL(config_monitor_conninfo(&cfg, &cfg.dbs[1])); /* one host: nothing to pick */
+	        "  { name = \"d\"; conninfo = \"host=h1,h2\"; monitor_conninfo = \"host=/run/m "
+	        "port=7\"; } );\n");
+	CU_ASSERT_STRING_EQUAL(config_monitor_conninfo(&cfg, &cfg.dbs[0]),
+	                       "host=10.0.0.9 dbname=pg_auto_failover");
+	CU_ASSERT_PTR_NULL(
+	    config_monitor_conninfo(&cfg, &cfg.dbs[1])); /* one host: nothing to pick */
 	CU_ASSERT_PTR_NULL(config_monitor_conninfo(&cfg, &cfg.dbs[2])); /* follows a standby */
 	CU_ASSERT_STRING_EQUAL(config_monitor_conninfo(&cfg, &cfg.dbs[3]), "host=/run/m port=7");
 	/* a single monitor host name is fine (the master resolves it) */
-	LOAD_OK("databases = ( { name = \"a\"; host = \"h1,h2\";\n  monitor_conninfo = \"host=mon.lab\"; } );\n");
+	LOAD_OK("databases = ( { name = \"a\"; host = \"h1,h2\";\n  monitor_conninfo = "
+	        "\"host=mon.lab\"; } );\n");
 	CU_ASSERT_STRING_EQUAL(config_monitor_conninfo(&cfg, &cfg.dbs[0]), "host=mon.lab");
-	LOAD_ERR("databases = (\n{ name = \"a\"; host = \"h1\";\n  monitor_conninfo = \"host=m\"; }\n);\n", 3,
-	         "monitor_conninfo needs a host list (host = \"a,b\"): the monitor picks one of them");
-	LOAD_ERR("databases = (\n{ name = \"a\"; host = \"h1,h2\"; target_session_attrs = \"read-only\";\n"
+	LOAD_ERR(
+	    "databases = (\n{ name = \"a\"; host = \"h1\";\n  monitor_conninfo = \"host=m\"; "
+	    "}\n);\n",
+	    3,
+	    "monitor_conninfo needs a host list (host = \"a,b\"): the monitor picks one of them");
+	LOAD_ERR("databases = (\n{ name = \"a\"; host = \"h1,h2\"; target_session_attrs = "
+	         "\"read-only\";\n"
 	         "  monitor_conninfo = \"host=m\"; }\n);\n",
-	         3, "monitor_conninfo follows the primary: target_session_attrs must be any, read-write or primary");
-	LOAD_ERR("databases = (\n{ name = \"a\"; host = \"h1,h2\";\n  monitor_conninfo = \"host\"; }\n);\n", 3,
-	         "invalid monitor_conninfo: missing \"=\" after \"host\" in connection info string");
+	         3,
+	         "monitor_conninfo follows the primary: target_session_attrs must be any, "
+	         "read-write or primary");
+	LOAD_ERR(
+	    "databases = (\n{ name = \"a\"; host = \"h1,h2\";\n  monitor_conninfo = \"host\"; "
+	    "}\n);\n",
+	    3, "invalid monitor_conninfo: missing \"=\" after \"host\" in connection info string");
 	LOAD_ERR("workers = 1;\nmonitor_conninfo = \"nosuchkey=1\";\n", 2,
 	         "invalid monitor_conninfo: invalid connection option \"nosuchkey\"");
 	LOAD_ERR("monitor_conninfo = \"host=m1,m2\";\n", 1,

@@ -320,9 +320,9 @@ static void test_pool_prefers_own_worker_within_window(void)
 	(void)lease_active(cl(0, 0));
 	a = cl(0, 1), b = cl(1, 1), c = cl(1, 2);
 	CU_ASSERT_EQUAL(lease(P, a, T0, &slot), LEASE_QUEUED);
-	CU_ASSERT_EQUAL(lease(P, b, T0 + 500, &slot), LEASE_QUEUED);   /* 0.5 ms younger */
-	CU_ASSERT_EQUAL(lease(P, c, T0 + SEC, &slot), LEASE_QUEUED);   /* 1 s younger */
-	release_to(s1, b, T0 + 2 * SEC); /* worker 1 serves its own b */
+	CU_ASSERT_EQUAL(lease(P, b, T0 + 500, &slot), LEASE_QUEUED); /* 0.5 ms younger */
+	CU_ASSERT_EQUAL(lease(P, c, T0 + SEC, &slot), LEASE_QUEUED); /* 1 s younger */
+	release_to(s1, b, T0 + 2 * SEC);                             /* worker 1 serves its own b */
 	release_to(s1, a, T0 + 3 * SEC); /* c is too young: the head a wins */
 	CU_ASSERT_EQUAL(row(P)->nwaiting, 1);
 	CU_ASSERT_EQUAL(row(P)->nservers, 2);
@@ -394,7 +394,8 @@ static void test_pool_never_exceeds_pool_size(void)
 		} else if (op == 5 && row_c->queued) {
 			CU_ASSERT_TRUE(shm_pool_dequeue(&S, P, c)); /* client gave up */
 		} else if (op == 6 && has[i] >= 0 && rand_r(&seed) % 4 == 0) {
-			shm_pool_slot_free(&S, has[i], atomic_load(&S.slots[has[i]].gen), T0, false, NULL); /* server died */
+			shm_pool_slot_free(&S, has[i], atomic_load(&S.slots[has[i]].gen), T0, false,
+			                   NULL); /* server died */
 			has[i] = -1;
 		} else if (op == 7) {
 			(void)shm_pool_grow(&S, P, i % 3, false, &slot);
@@ -503,14 +504,16 @@ static void test_pool_login_failure(void)
 	CU_ASSERT_EQUAL(lease(P, a, T0, &s1), LEASE_CONNECT);
 	CU_ASSERT_EQUAL(lease(P, b, T0, &s2), LEASE_CONNECT);
 
-	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true, "password authentication failed");
+	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true,
+	                   "password authentication failed");
 	CU_ASSERT_EQUAL(slot_state(s1), SLOT_FREE);
 	CU_ASSERT_EQUAL(row(P)->nservers, 1);
 	CU_ASSERT_EQUAL(row(P)->nconnecting, 1);
 	/* a server is still coming: nobody is failed yet */
 	CU_ASSERT_FALSE(shm_pool_pop_failed_waiter(&S, P, &h, &to));
 
-	shm_pool_slot_free(&S, s2, atomic_load(&S.slots[s2].gen), T0 + SEC, true, "too many connections");
+	shm_pool_slot_free(&S, s2, atomic_load(&S.slots[s2].gen), T0 + SEC, true,
+	                   "too many connections");
 	CU_ASSERT_EQUAL(row(P)->nservers, 0);
 	CU_ASSERT_EQUAL(row(P)->nconnecting, 0);
 	shm_pool_last_error(&S, P, err, sizeof(err));
@@ -549,7 +552,8 @@ static void test_pool_login_failure_after_welcome(void)
 	shm_pool_set_welcome(&S, P, "S", 1);
 	a = cl(0, 0);
 	CU_ASSERT_EQUAL(lease(P, a, T0, &s1), LEASE_CONNECT);
-	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true, "connection refused");
+	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true,
+	                   "connection refused");
 	CU_ASSERT_FALSE(shm_pool_pop_failed_waiter(&S, P, &h, &to)); /* a keeps waiting */
 	CU_ASSERT_EQUAL(lease(P, cl(1, 0), T0 + 2 * SEC, &slot), LEASE_QUEUED);
 	CU_ASSERT_EQUAL(slot, -1);
@@ -569,11 +573,14 @@ static void test_pool_server_moved(void)
 	a = cl(0, 0), b = cl(1, 0);
 	CU_ASSERT_EQUAL(lease(P, a, T0, &s1), LEASE_CONNECT);
 	atomic_fetch_add(&row(P)->recycle_gen, 1); /* s1 connects to the old server */
-	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true, "connection refused");
+	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true,
+	                   "connection refused");
 	CU_ASSERT_EQUAL(row(P)->last_fail_usec, 0);
 	CU_ASSERT_EQUAL(lease(P, b, T0 + SEC, &s2), LEASE_CONNECT);
-	S.slots[s2].recycle_gen = atomic_load(&row(P)->recycle_gen); /* as server_connect() stamps it */
-	shm_pool_slot_free(&S, s2, atomic_load(&S.slots[s2].gen), T0 + SEC, true, "connection refused");
+	S.slots[s2].recycle_gen =
+	    atomic_load(&row(P)->recycle_gen); /* as server_connect() stamps it */
+	shm_pool_slot_free(&S, s2, atomic_load(&S.slots[s2].gen), T0 + SEC, true,
+	                   "connection refused");
 	CU_ASSERT_NOT_EQUAL(row(P)->last_fail_usec, 0); /* the new server failed: wait */
 	CU_ASSERT_EQUAL(lease(P, cl(2, 0), T0 + 2 * SEC, &slot), LEASE_QUEUED);
 	CU_ASSERT_TRUE(shm_pool_forget_failure(&S, P));
@@ -594,7 +601,7 @@ static void test_pool_slot_free_checks_generation(void)
 	old = atomic_load(&S.slots[s1].gen);
 	shm_pool_slot_free(&S, s1, old, T0, false, NULL);
 	CU_ASSERT_EQUAL(slot_state(s1), SLOT_FREE);
-	CU_ASSERT_EQUAL(lease_active(cl(1, 0)), s1); /* the next user gets the slot */
+	CU_ASSERT_EQUAL(lease_active(cl(1, 0)), s1);      /* the next user gets the slot */
 	shm_pool_slot_free(&S, s1, old, T0, false, NULL); /* the late, stale free */
 	CU_ASSERT_EQUAL(slot_state(s1), SLOT_ACTIVE);
 	CU_ASSERT_EQUAL(row(P)->nservers, 1);
@@ -855,7 +862,8 @@ static void test_pool_login_failure_clock_skew(void)
 
 	setup();
 	CU_ASSERT_EQUAL(lease(P, cl(0, 0), T0, &s1), LEASE_CONNECT);
-	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true, "password authentication failed");
+	shm_pool_slot_free(&S, s1, atomic_load(&S.slots[s1].gen), T0 + SEC, true,
+	                   "password authentication failed");
 	CU_ASSERT_EQUAL(lease(P, cl(1, 0), T0 + SEC - 1000, &slot), LEASE_FAILED);
 	teardown();
 }
@@ -896,7 +904,7 @@ static void test_pool_claim_idle(void)
 #define MP_CYCLES   2000
 struct mp_page {
 	atomic_int users[4 * SHM_MIN_SLOTS_PER_POOL]; /* per slot: clients holding it right now */
-	atomic_int active;    /* slots held right now */
+	atomic_int active;                            /* slots held right now */
 	atomic_int max_active;
 	atomic_int errors;
 	atomic_int ready, go; /* start barrier, so the children really overlap */
