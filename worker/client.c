@@ -483,6 +483,10 @@ void client_flush_to_server(struct client *c)
 	if (!b->data)
 		return;
 	if (b->scan > b->start) {
+		/* the server was at a boundary, kept only until the client takes the
+		 * last reply's bytes: a new request keeps it leased (released now,
+		 * that request's reply would reach the slot's next holder) */
+		sv->release_pending = false;
 		n = server_send(sv, b->data + b->start, b->scan - b->start);
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
 			server_close(sv, "write to server failed");
