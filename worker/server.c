@@ -138,6 +138,25 @@ static bool wants_reset(const struct client *c)
 	return c && c->closing && c->mode == POOL_SESSION;
 }
 
+/* The slot is still the one this worker holds: its generation, owner and
+ * state. A holder that hands a slot back (release, or a finished login)
+ * after it changed hands would give a second client the next user's
+ * server; never expected, so it is logged as a bug and the hand-back
+ * skipped. */
+static bool holds_slot(const struct server *sv, int state, const char *what)
+{
+	const struct shm_slot *sl = shm_slot(W.shm, sv->slot);
+	uint32_t gen = atomic_load_explicit(&sl->gen, memory_order_acquire);
+	int owner = atomic_load_explicit(&sl->owner, memory_order_relaxed);
+	int st = atomic_load_explicit(&sl->state, memory_order_relaxed);
+
+	if (gen == sv->gen && owner == W.index && st == state)
+		return true;
+	log_error(LOG_CRIT, 0, "S-%d: BUG: %s at gen %u, but the slot is at gen %u, owner %d, state %d",
+	          sv->slot, what, sv->gen, gen, owner, st);
+	return false;
+}
+
 /* A connection made before its pool's recycle_gen moved (reload, DNS
  * change, RECONNECT) is closed at release instead of reused. */
 static bool must_recycle(const struct server *sv)
@@ -177,6 +196,8 @@ void server_release(struct server *sv)
 		return;
 	}
 	server_set_state(sv, SV_NONE);
+	if (!holds_slot(sv, SLOT_ACTIVE, "released"))
+		return;
 	server_release_unheld(sv->slot);
 }
 
@@ -249,6 +270,14 @@ void server_publish(struct server *sv)
 {
 	struct shm_handoff h;
 	int to, r;
+	if (!holds_slot(sv, SLOT_CONNECTING, "published")) {
+		shutdown(sv->fd, SHUT_RDWR);
+		fdcache_forget(sv);
+		login_free(sv);
+		buf_release(&sv->in);
+		server_set_state(sv, SV_NONE);
+		return;
+	}
 	fdcache_deposit(sv);
 	server_set_state(sv, SV_NONE);
 	r = shm_pool_connected(W.shm, sv->slot, W.now, &h, &to);
