@@ -61,6 +61,16 @@ void server_update_events(struct server *sv)
 	worker_update_events(sv->fd, &sv->events, want, sv);
 }
 
+/* The stream state of one connection: a connection that died in the middle
+ * of a message (a half-skipped body in sc) or while waiting to be released
+ * must not hand either to the next connection this worker runs on the slot
+ * (a stale sc.left would misframe its replies). */
+static void reset_stream(struct server *sv)
+{
+	memset(&sv->sc, 0, sizeof(sv->sc));
+	sv->release_pending = false;
+}
+
 /* Deliver a handoff to its worker: ours directly, another's via its inbox. */
 static void deliver(const struct shm_handoff *h, int to_worker)
 {
@@ -221,6 +231,7 @@ void server_close(struct server *sv, const char *reason)
 	}
 	login_free(sv);
 	buf_release(&sv->in);
+	reset_stream(sv);
 	unlink_client(sv);
 	server_set_state(sv, SV_NONE);
 	shm_pool_slot_free(W.shm, sv->slot, sv->gen, W.now, false, NULL);
@@ -243,6 +254,7 @@ void server_fail(struct server *sv, const char *err)
 	}
 	login_free(sv);
 	buf_release(&sv->in);
+	reset_stream(sv);
 	server_set_state(sv, SV_NONE);
 	shm_pool_slot_free(W.shm, sv->slot, sv->gen, W.now, true, err);
 	while (shm_pool_pop_failed_waiter(W.shm, pool, &h, &to))
@@ -344,6 +356,7 @@ void server_connect(int slot, struct client *for_client)
 	sl->recycle_gen = atomic_load_explicit(&pool->recycle_gen, memory_order_acquire);
 	sv->client = NULL;
 	sv->tx = 'I';
+	reset_stream(sv);
 	server_set_state(sv, SV_CONNECTING);
 	if (!db ||
 	    !shm_target_read(W.shm, (int)(db - W.cfg->dbs), db->name, &sl->addr, &sl->addrlen)) {
@@ -383,6 +396,7 @@ void server_start(struct server *sv)
 		register_server(sv, EPOLLIN);
 	sv->tx = 'I';
 	sv->xact_start = 0;
+	reset_stream(sv); /* a lease starts at a message boundary */
 	if (!sv->checked && needs_check(sv)) {
 		sv->checked = true;
 		if (swallow_query(sv, W.cfg->server_check_query, SYNC_THEN_START) == ST_OK)
