@@ -458,6 +458,44 @@ test_failover_promote() {
 -c port=$PGPORT -c unix_socket_directories=$TMPD -c max_connections=300 -c fsync=off" >/dev/null
 }
 
+# A backend killed right after its last ReadyForQuery: the worker reads the
+# ReadyForQuery and the FATAL in one read (held here with SIGSTOP), then EOF.
+# The next connection on that slot (pool of 1, one worker) must serve two
+# clients one after the other, not release itself after the first request
+# (the old failover stall: the second client's BEGIN landed in the first
+# one's transaction and the first never got its reply).
+test_server_dies_after_ready() {
+	shoal_start "$(shoal_config workers=1 default_pool_size=1)"
+	local w pid n out_b out_c round
+	w=$(shoal_workers)
+	shoal_psql -d postgres -c "select pg_sleep(1)" >"$TMPD/a.out" 2>&1 &
+	local a=$!
+	sleep 0.3
+	kill -STOP "$w"
+	for n in $(seq 50); do # the backend has sent its ReadyForQuery
+		[ "$(pg_sql "select state from pg_stat_activity where usename = '$DBUSER'")" = idle ] && break
+		sleep 0.1
+	done
+	pid=$(pg_sql "select pid from pg_stat_activity where usename = '$DBUSER'")
+	pg_sql "select pg_terminate_backend($pid)" >/dev/null
+	sleep 0.3
+	kill -CONT "$w"
+	wait $a || true
+	for round in 1 2 3; do
+		timeout 10 psql -X -q -At -h 127.0.0.1 -p "$SHOAL_PORT" -U "$DBUSER" -d postgres \
+			-c "begin" -c "select 'B', pg_sleep(0.3)" -c "commit" >"$TMPD/b.out" 2>&1 &
+		local b=$!
+		sleep 0.05
+		out_c=$(timeout 10 psql -X -q -At -h 127.0.0.1 -p "$SHOAL_PORT" -U "$DBUSER" -d postgres \
+			-c "begin" -c "select 'C'" -c "commit" 2>&1) || fail "round $round: client C failed: $out_c"
+		wait $b || fail "round $round: client B failed or hung: $(cat "$TMPD/b.out")"
+		out_b=$(cat "$TMPD/b.out")
+		expect_contains "$out_b" "B|" "round $round: B's own reply"
+		[ "$out_c" = C ] || fail "round $round: C got '$out_c'"
+		case $out_b$out_c in *"already a transaction"* | *"arrived from server"*) fail "round $round: mixed replies" ;; esac
+	done
+}
+
 test_sigusr_pause_resume() {
 	shoal_start "$(shoal_config workers=2)"
 	kill -USR1 "$SHOAL_PID"
@@ -484,5 +522,6 @@ run_test test_daemon_pidfile
 run_test test_init_script
 run_test test_dns_follow
 run_test test_failover_promote
+run_test test_server_dies_after_ready
 run_test test_sigusr_pause_resume
 finish
