@@ -162,7 +162,8 @@ static bool holds_slot(const struct server *sv, int state, const char *what)
 
 	if (gen == sv->gen && owner == W.index && st == state)
 		return true;
-	log_error(LOG_CRIT, 0, "S-%d: BUG: %s at gen %u, but the slot is at gen %u, owner %d, state %d",
+	log_error(LOG_CRIT, 0,
+	          "S-%d: BUG: %s at gen %u, but the slot is at gen %u, owner %d, state %d",
 	          sv->slot, what, sv->gen, gen, owner, st);
 	return false;
 }
