@@ -71,6 +71,7 @@ unix_socket_dir = "$dir";
 pool_mode = "transaction";
 max_client_conn = 1000;
 default_pool_size = 20;
+admin_users = "postgres"; # the throwaway cluster's superuser may run the console
 databases = ( { name = "*"; host = "$data"; port = $port; } );
 EOC
 
@@ -86,6 +87,7 @@ trap ':' INT # pgshoal gets the same Ctrl-C; wait for it, then stop the cluster
 
 echo "# PostgreSQL on 127.0.0.1:$port; pgshoal config $conf"
 echo "# connect with:  psql -h 127.0.0.1 -p $RUN_PORT -U postgres postgres"
+echo "# admin console: psql -h 127.0.0.1 -p $RUN_PORT -U postgres pgbouncer -c 'SHOW POOLS'"
 echo "# Ctrl-C stops both"
 # foreground, so that Ctrl-C reaches pgshoal itself (a background job of a
 # script would start with SIGINT ignored); bash runs its INT trap after it
